@@ -1,0 +1,60 @@
+/*
+ * formats/h5chunks — read an HDF5 dataset's chunk index in one pass.
+ *
+ * HDF5 1.10's own per-chunk queries walk the index from its start on every
+ * call (quadratic over a dataset); this reader parses the dataset's object
+ * header, its data layout message and the index it points to (version-1
+ * B-tree; single chunk, implicit, fixed array and extensible array indexes
+ * of layout version 4) straight from the file with pread(), and produces a
+ * dense map from chunk grid position to file extent.  Runs on the opening
+ * thread only; no HDF5 library calls.
+ */
+#ifndef SCF_FORMATS_H5CHUNKS_H
+#define SCF_FORMATS_H5CHUNKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCF__CHUNK_UNALLOCATED UINT64_MAX
+
+/* One stored chunk.  addr is an absolute file offset (base address added). */
+typedef struct scf__chunk {
+	uint64_t addr;        /* SCF__CHUNK_UNALLOCATED: never written (fill value) */
+	uint32_t size;        /* bytes stored (after filters) */
+	uint32_t filter_mask; /* bit i set: filter i of the pipeline was skipped */
+} scf__chunk;
+
+typedef struct scf__chunk_map {
+	unsigned rank;         /* 1 or 2 */
+	uint64_t dims[2];      /* current dataset extent, in elements */
+	uint64_t chunk_dims[2];/* chunk shape, in elements */
+	uint64_t grid[2];      /* chunks per dimension: ceil(dims / chunk_dims) */
+	uint64_t n;            /* grid[0] * grid[1] (grid[1] == 1 for rank 1) */
+	scf__chunk *chunk;     /* n entries, row-major over the grid */
+} scf__chunk_map;
+
+/* Facts from the superblock and the HDF5 API the parser needs. */
+typedef struct scf__h5geom {
+	unsigned sizeof_addr; /* H5Pget_sizes: bytes per file address (8 normally) */
+	unsigned sizeof_size; /* H5Pget_sizes: bytes per length field */
+	uint64_t base_addr;   /* absolute offset that file addresses are relative to */
+	uint64_t eof;         /* file size in bytes: every address is checked against it */
+} scf__h5geom;
+
+/*
+ * Fill *out for the dataset whose object header is at ohdr_addr (relative,
+ * as H5Oget_info reports it).  rank/dims/chunk_dims/elem_size come from the
+ * HDF5 API and are cross-checked against the layout message.  Returns 0, a
+ * negative errno (-ENOMEM, -EIO), SCF_E_CORRUPT (index inconsistent, address
+ * past end of file, loop, missing chunk record) or SCF_E_UNSUPPORTED (index
+ * type not handled, e.g. version-2 B-tree), writing a sentence about the
+ * problem (without file or dataset name, the caller adds them) to err.
+ */
+int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
+                       unsigned rank, const uint64_t *dims,
+                       const uint64_t *chunk_dims, size_t elem_size,
+                       scf__chunk_map *out, char *err, size_t errlen);
+
+void scf__chunk_map_free(scf__chunk_map *m);
+
+#endif

@@ -1,0 +1,203 @@
+/*
+ * scfetch — stream shuffled minibatches of single-cell matrices from .h5ad
+ * files far larger than memory, through io_uring.
+ *
+ * The one public header.  A loader is opened on one file and one matrix
+ * (`X`, `layers/<name>`, `raw/X`); scf_next() hands out minibatches whose
+ * buffers stay valid until scf_release().  Every function returns 0 (or a
+ * documented positive status) on success and a negative errno, or one of
+ * the SCF_E_* codes below, on failure; scf_errmsg() then holds a sentence
+ * naming the file, the dataset and what was wrong.
+ */
+#ifndef SCFETCH_H
+#define SCFETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SCF_BUILDING_LIBRARY)
+#define SCF_API __attribute__((visibility("default")))
+#else
+#define SCF_API
+#endif
+
+#define SCF_VERSION_MAJOR 0
+#define SCF_VERSION_MINOR 1
+#define SCF_VERSION_PATCH 0
+#define SCF_VERSION_NUMBER \
+	(SCF_VERSION_MAJOR * 10000 + SCF_VERSION_MINOR * 100 + SCF_VERSION_PATCH)
+
+/* Runtime version, SCF_VERSION_NUMBER of the library actually linked. */
+SCF_API unsigned scf_version(void);
+
+/*
+ * Library-specific error codes, returned negated beside the errno values.
+ * One list generates both the enum and scf_strerror().
+ */
+#define SCF_ERRNO_MAP(X)                                                       \
+	X(CORRUPT, 4001, "file is corrupt or inconsistent")                    \
+	X(UNSUPPORTED, 4002, "layout, filter or encoding not supported")       \
+	X(NOT_H5AD, 4003, "not an HDF5/AnnData file or matrix not found")      \
+	X(BUFFERS_HELD, 4004, "all output buffers are held by the consumer")
+
+enum scf_error {
+#define SCF__ERR_ENUM(name, code, text) SCF_E_##name = -(code),
+	SCF_ERRNO_MAP(SCF__ERR_ENUM)
+#undef SCF__ERR_ENUM
+};
+
+/* Static text for any code this library returns (errno values included). */
+SCF_API const char *scf_strerror(int code);
+
+/* scf_next() returns this once after the last batch of each epoch. */
+#define SCF_END_OF_EPOCH 1
+
+enum scf_strategy {
+	SCF_STRATEGY_DEFAULT = 0,        /* = BLOCK_SHUFFLING */
+	SCF_STRATEGY_STREAMING = 1,      /* rows in file order */
+	SCF_STRATEGY_BLOCK_SHUFFLING = 2 /* shuffled blocks of block_size rows */
+};
+
+enum scf_fetch_shuffle {
+	SCF_FETCH_SHUFFLE_DEFAULT = 0, /* on for BLOCK_SHUFFLING, off for STREAMING */
+	SCF_FETCH_SHUFFLE_ON = 1,
+	SCF_FETCH_SHUFFLE_OFF = 2
+};
+
+enum scf_output {
+	SCF_OUTPUT_CSR = 0,  /* indptr/indices/data */
+	SCF_OUTPUT_DENSE = 1 /* data holds n_rows x n_cols float32, row-major */
+};
+
+/* scf_options.flags */
+#define SCF_F_DROP_LAST (1u << 0) /* drop the short tail block and short last batch */
+#define SCF_F_BUFFERED  (1u << 1) /* use the page cache instead of O_DIRECT */
+#define SCF_F_NO_PIN    (1u << 2) /* do not mlock() output buffers */
+#define SCF_F__ALL      ((1u << 3) - 1)
+
+/*
+ * Allocator for output buffers, so that a framework can supply page-locked
+ * or device-registered memory.  alloc returns NULL on failure.  When no
+ * allocator is given the library mmap()s and mlock()s its own.
+ */
+typedef struct scf_allocator {
+	void *(*alloc)(void *opaque, size_t size);
+	void (*free)(void *opaque, void *ptr, size_t size);
+	void *opaque;
+} scf_allocator;
+
+/*
+ * Options.  Set `size` to sizeof(scf_options); any field left 0 takes its
+ * default; reserved fields must be 0 (else -EINVAL), so that later versions
+ * can add fields without breaking callers built against this one.
+ */
+typedef struct scf_options {
+	uint32_t size;              /* sizeof(scf_options) */
+	uint32_t flags;             /* SCF_F_* */
+	const char *matrix;         /* "X" (default), "layers/counts", "raw/X" */
+	uint32_t strategy;          /* enum scf_strategy */
+	uint32_t fetch_shuffle;     /* enum scf_fetch_shuffle */
+	uint32_t output;            /* enum scf_output */
+	uint32_t batch_size;        /* rows per batch, 1..1<<20, default 64 */
+	uint32_t block_size;        /* rows per block, 1..1<<30, default 16 */
+	uint32_t fetch_factor;      /* batches per fetch, 1..1<<16, default 16 */
+	uint64_t seed;              /* base seed; epoch e uses seed + 1000*e */
+	uint32_t epoch;             /* first epoch, default 0 */
+	uint32_t rank;              /* this process's rank, < world_size */
+	uint32_t world_size;        /* ranks in the job, default 1 */
+	uint32_t worker;            /* data-loader worker of this rank, < num_workers */
+	uint32_t num_workers;       /* workers per rank, default 1 */
+	uint32_t fetches_in_flight; /* fetches being read at once, 1..64, default 3 */
+	uint32_t queue_depth;       /* io_uring entries, 4..4096, default 128 */
+	uint32_t max_read;          /* largest single read in bytes, 4 KiB..64 MiB, default 1 MiB */
+	uint32_t coalesce_gap;      /* merge extents closer than this many bytes, default 32 KiB;
+	                               UINT32_MAX = never merge */
+	uint32_t threads;           /* assembly/decode threads, 1..256, default online cores */
+	scf_allocator allocator;    /* all NULL = built-in pinned allocator */
+	uint64_t reserved[8];       /* must be 0 */
+} scf_options;
+
+/* A minibatch.  Every pointer stays valid until scf_release(). */
+typedef struct scf_batch {
+	uint64_t n_rows;      /* rows in this batch (<= batch_size) */
+	uint64_t n_cols;      /* genes */
+	uint64_t nnz;         /* stored entries (CSR) */
+	int64_t *indptr;      /* CSR: n_rows + 1 offsets, indptr[0] == 0; NULL for dense */
+	int32_t *indices;     /* CSR: nnz column ids; NULL for dense */
+	float *data;          /* CSR: nnz values; dense: n_rows * n_cols values */
+	uint64_t *row_ids;    /* global row id of each row */
+	uint32_t epoch;       /* epoch this batch belongs to */
+	uint32_t output;      /* enum scf_output */
+	uint64_t index;       /* batch number within this rank's epoch */
+} scf_batch;
+
+typedef struct scf_loader scf_loader;
+
+/* Statistics since open.  Cumulative counters. */
+typedef struct scf_stats {
+	uint64_t batches;          /* batches handed out */
+	uint64_t rows;             /* rows handed out */
+	uint64_t fetches;          /* fetches completed */
+	uint64_t bytes_requested;  /* bytes of rows the fetches needed */
+	uint64_t bytes_read;       /* bytes read from the file (after coalescing/alignment) */
+	uint64_t reads_submitted;  /* read requests submitted to io_uring */
+	uint64_t reads_requeued;   /* short reads and -EAGAIN resubmitted */
+	uint64_t wait_ns;          /* time the consumer spent blocked in scf_next */
+	uint64_t max_wait_ns;      /* longest single wait */
+	uint32_t pinned;           /* 1 if output buffers are page-locked */
+	uint32_t direct;           /* 1 if reads use O_DIRECT */
+} scf_stats;
+
+/* Facts about the matrix, available right after open. */
+typedef struct scf_info {
+	uint64_t n_rows, n_cols, nnz;
+	uint32_t dense;           /* 1 if the matrix is a dense 2-D dataset */
+	uint64_t batches_per_epoch; /* for this rank and worker */
+	uint64_t rows_per_epoch;    /* for this rank and worker */
+} scf_info;
+
+/*
+ * Open a loader.  opts may be NULL for all defaults.  On failure returns a
+ * negative code and, when errbuf is not NULL, a sentence in errbuf.
+ */
+SCF_API int scf_open(scf_loader **out, const char *path, const scf_options *opts,
+                     char *errbuf, size_t errlen);
+
+/*
+ * Block until the next minibatch is ready.  Returns 0 and sets *out, or
+ * SCF_END_OF_EPOCH once at the end of each epoch (the next call starts the
+ * following epoch), or a negative code (sticky; see scf_errmsg()).
+ */
+SCF_API int scf_next(scf_loader *l, scf_batch **out);
+
+/* Give a batch's buffers back.  Accepts NULL. */
+SCF_API void scf_release(scf_loader *l, scf_batch *b);
+
+/*
+ * Restart the stream at the beginning of `epoch` (e.g. from a training
+ * loop's set_epoch()).  A no-op when the loader is at the start of that
+ * epoch already.  Batches not yet released stay valid.
+ */
+SCF_API int scf_set_epoch(scf_loader *l, uint32_t epoch);
+
+SCF_API int scf_info_get(const scf_loader *l, scf_info *out);
+SCF_API void scf_stats_get(scf_loader *l, scf_stats *out);
+
+/* The sentence describing the last error, or "" when none. */
+SCF_API const char *scf_errmsg(const scf_loader *l);
+
+/*
+ * Close at any time, with fetches in flight: waits for outstanding reads,
+ * joins every thread and frees everything, unreleased batches included.
+ * Accepts NULL.
+ */
+SCF_API void scf_close(scf_loader *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SCFETCH_H */
