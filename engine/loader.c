@@ -1,0 +1,496 @@
+/*
+ * engine/loader — the public API: options, open, next/release, epochs,
+ * statistics, close.  Thread: the consumer's (any one thread at a time per
+ * loader); it meets the pipeline only under l->mu.
+ */
+#include "engine/loader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+unsigned scf_version(void)
+{
+	return SCF_VERSION_NUMBER;
+}
+
+const char *scf_strerror(int code)
+{
+	switch (code) {
+#define SCF__ERR_TEXT(name, num, text) case -(num): return text;
+	SCF_ERRNO_MAP(SCF__ERR_TEXT)
+#undef SCF__ERR_TEXT
+	}
+	return code < 0 ? strerror(-code) : "success";
+}
+
+static int bad_option(char *errbuf, size_t errlen, const char *path, const char *fmt, ...)
+{
+	char what[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (errbuf)
+		snprintf(errbuf, errlen, "%s: invalid options: %s", path, what);
+	return -EINVAL;
+}
+
+#define DEFAULT(field, value) do { if (!o->field) o->field = (value); } while (0)
+static int outside(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo || v > hi;
+}
+
+#define BOUND(field, lo, hi) do { \
+	if (outside(o->field, (lo), (hi))) \
+		return bad_option(errbuf, errlen, path, #field " = %llu outside [%llu, %llu]", \
+		                  (unsigned long long)o->field, (unsigned long long)(lo), \
+		                  (unsigned long long)(hi)); \
+	} while (0)
+
+/* Fill defaults, then check every field against its documented bounds. */
+static int resolve_options(scf_options *o, const scf_options *in, const char *path,
+                           char *errbuf, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	if (in) {
+		if (in->size < offsetof(scf_options, reserved) || in->size > sizeof(*in))
+			return bad_option(errbuf, errlen, path,
+			                  "size = %u; set it to sizeof(scf_options)", in->size);
+		memcpy(o, in, in->size);
+		for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+			if (o->reserved[i])
+				return bad_option(errbuf, errlen, path, "reserved[%zu] is not 0", i);
+	}
+	if (o->flags & ~SCF_F__ALL)
+		return bad_option(errbuf, errlen, path, "unknown flags 0x%x", o->flags & ~SCF_F__ALL);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	DEFAULT(matrix, "X");
+	DEFAULT(strategy, SCF_STRATEGY_BLOCK_SHUFFLING);
+	DEFAULT(batch_size, 64);
+	DEFAULT(block_size, 16);
+	DEFAULT(fetch_factor, 16);
+	DEFAULT(world_size, 1);
+	DEFAULT(num_workers, 1);
+	DEFAULT(fetches_in_flight, 3);
+	DEFAULT(queue_depth, 128);
+	DEFAULT(max_read, 1u << 20);
+	DEFAULT(coalesce_gap, 32u << 10);
+	DEFAULT(threads, cores > 0 ? (uint32_t)cores : 1);
+	BOUND(strategy, 1, 2);
+	BOUND(fetch_shuffle, 0, 2);
+	BOUND(output, 0, 1);
+	BOUND(batch_size, 1, 1u << 20);
+	BOUND(block_size, 1, 1u << 30);
+	BOUND(fetch_factor, 1, 1u << 16);
+	BOUND(rank, 0, o->world_size - 1);
+	BOUND(worker, 0, o->num_workers - 1);
+	BOUND(fetches_in_flight, 1, 64);
+	BOUND(queue_depth, 4, 4096);
+	BOUND(max_read, 4096, 64u << 20);
+	BOUND(threads, 1, 256);
+	if ((uint64_t)o->batch_size * o->fetch_factor > UINT32_MAX)
+		return bad_option(errbuf, errlen, path, "batch_size * fetch_factor exceeds 2^32");
+	if (o->max_read % 4096)
+		return bad_option(errbuf, errlen, path, "max_read must be a multiple of 4096");
+	if (!o->fetch_shuffle)
+		o->fetch_shuffle = o->strategy == SCF_STRATEGY_STREAMING ? SCF_FETCH_SHUFFLE_OFF
+		                                                          : SCF_FETCH_SHUFFLE_ON;
+	if ((o->allocator.alloc == NULL) != (o->allocator.free == NULL))
+		return bad_option(errbuf, errlen, path, "allocator needs both alloc and free");
+	return 0;
+}
+
+/* Open for O_DIRECT unless told otherwise or the filesystem refuses it. */
+static int open_file(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	int want_direct = !(l->o.flags & SCF_F_BUFFERED);
+
+	l->fd = open(path, O_RDONLY | O_CLOEXEC | (want_direct ? O_DIRECT : 0));
+	if (l->fd < 0 && want_direct && errno == EINVAL)
+		l->fd = open(path, O_RDONLY | O_CLOEXEC);
+	else
+		l->direct = want_direct;
+	if (l->fd < 0) {
+		int e = errno;
+		if (errbuf)
+			snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* What the engine cannot read yet gets a clear refusal at open. */
+static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+	char name[32];
+
+	for (int i = 0; i < 2 && ds[i]; i++) {
+		if (ds[i]->n_filters) {
+			snprintf(errbuf, errlen, "%s: %s: compressed with %s: filtered chunks "
+			         "are not supported yet (rewrite without compression)",
+			         m->path, ds[i]->name,
+			         scf__filter_name(ds[i]->filter[0].id, name, sizeof(name)));
+			return SCF_E_UNSUPPORTED;
+		}
+		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
+			continue;
+		/* Every chunk holding part of a row must exist. */
+		const scf__chunk_map *cm = &ds[i]->chunks;
+		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
+		                cm->chunk_dims[0];
+		for (uint64_t c = (uint64_t)m->indptr[0] / cm->chunk_dims[0]; c < used && c < cm->n; c++) {
+			if (cm->chunk[c].addr == SCF__CHUNK_UNALLOCATED) {
+				snprintf(errbuf, errlen, "%s: %s: chunk %llu holds stored entries "
+				         "but was never written", m->path, ds[i]->name,
+				         (unsigned long long)c);
+				return SCF_E_CORRUPT;
+			}
+		}
+	}
+	return 0;
+}
+
+static int alloc_slots(scf_loader *l)
+{
+	uint64_t fs = scf__sampler_fetch_rows(&l->smp);
+
+	l->n_slots = l->o.fetches_in_flight + 2;
+	l->slots = calloc(l->n_slots, sizeof(*l->slots));
+	if (!l->slots)
+		return -ENOMEM;
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		scf__slot *s = &l->slots[i];
+		scf__plan_init(&s->plan);
+		s->ord.rows = malloc(fs * sizeof(uint64_t));
+		s->ord.perm = malloc(fs * sizeof(uint32_t));
+		s->batch = calloc(l->o.fetch_factor, sizeof(scf_batch));
+		if (!s->ord.rows || !s->ord.perm || !s->batch)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void free_slots(scf_loader *l)
+{
+	for (unsigned i = 0; l->slots && i < l->n_slots; i++) {
+		scf__slot *s = &l->slots[i];
+		free(s->ord.rows);
+		free(s->ord.perm);
+		free(s->batch);
+		free(s->req);
+		scf__plan_free(&s->plan);
+		scf__pages_free(s->staging, s->staging_cap);
+		scf__pinned_free(&l->pin, s->arena, s->arena_cap);
+	}
+	free(l->slots);
+	l->slots = NULL;
+}
+
+static int init_sampler(scf_loader *l)
+{
+	scf__sampler_cfg c = {
+		.n_rows = l->m.n_rows,
+		.streaming = l->o.strategy == SCF_STRATEGY_STREAMING,
+		.fetch_shuffle = l->o.fetch_shuffle == SCF_FETCH_SHUFFLE_ON,
+		.drop_last = !!(l->o.flags & SCF_F_DROP_LAST),
+		.batch_size = l->o.batch_size,
+		.block_size = l->o.block_size,
+		.fetch_factor = l->o.fetch_factor,
+		.seed = l->o.seed,
+		.rank = l->o.rank, .world_size = l->o.world_size,
+		.worker = l->o.worker, .num_workers = l->o.num_workers,
+	};
+	int rc = scf__sampler_init(&l->smp, &c);
+
+	if (rc < 0)
+		return rc;
+	scf__sampler_epoch(&l->smp, l->o.epoch);
+	scf__sampler_counts(&l->smp, &l->batches_per_epoch, &l->rows_per_epoch);
+	l->prod_epoch = l->cons_epoch = l->o.epoch;
+	return 0;
+}
+
+int scf_open(scf_loader **out, const char *path, const scf_options *opts,
+             char *errbuf, size_t errlen)
+{
+	char scratch[8];
+	scf_loader *l;
+	int rc;
+
+	if (!errbuf) {
+		errbuf = scratch;
+		errlen = sizeof(scratch);
+	}
+	errbuf[0] = '\0';
+	*out = NULL;
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	l->fd = -1;
+	rc = resolve_options(&l->o, opts, path, errbuf, errlen);
+	if (rc < 0)
+		goto fail_free;
+	snprintf(l->matrix_key, sizeof(l->matrix_key), "%s", l->o.matrix);
+	l->o.matrix = l->matrix_key;
+	rc = open_file(l, path, errbuf, errlen);
+	if (rc < 0)
+		goto fail_free;
+	rc = scf__h5ad_open(&l->m, path, l->fd, l->matrix_key, errbuf, errlen);
+	if (rc < 0)
+		goto fail_fd;
+	rc = check_readable(&l->m, errbuf, errlen);
+	if (rc < 0)
+		goto fail_matrix;
+	rc = init_sampler(l);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
+		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)" : scf_strerror(rc));
+		goto fail_matrix;
+	}
+	l->pcfg.align = l->direct ? 4096 : 1;
+	l->pcfg.max_read = l->o.max_read;
+	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
+	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
+	rc = alloc_slots(l);
+	if (rc < 0)
+		goto fail_slots;
+	l->n_workers = l->o.threads;
+	l->workers = calloc(l->n_workers, sizeof(pthread_t));
+	if (!l->workers) {
+		rc = -ENOMEM;
+		goto fail_slots;
+	}
+	rc = scf__uring_init(&l->u, l->fd, l->o.queue_depth);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: cannot set up io_uring: %s", path, strerror(-rc));
+		goto fail_workers;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv_ready, NULL);
+	pthread_cond_init(&l->cv_work, NULL);
+	rc = scf__pipeline_start(l);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: cannot start threads: %s", path, strerror(-rc));
+		goto fail_sync;
+	}
+	*out = l;
+	return 0;
+
+fail_sync:
+	pthread_cond_destroy(&l->cv_work);
+	pthread_cond_destroy(&l->cv_ready);
+	pthread_mutex_destroy(&l->mu);
+	scf__uring_exit(&l->u);
+fail_workers:
+	free(l->workers);
+fail_slots:
+	if (rc == -ENOMEM && !errbuf[0])
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+	free_slots(l);
+	scf__sampler_free(&l->smp);
+fail_matrix:
+	scf__h5ad_free(&l->m);
+fail_fd:
+	close(l->fd);
+fail_free:
+	free(l);
+	return rc;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static scf__slot *find_seq(scf_loader *l, uint64_t seq)
+{
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		scf__slot *s = &l->slots[i];
+		if (s->state == SLOT_READY && s->seq == seq)
+			return s;
+	}
+	return NULL;
+}
+
+/* True when every slot is ready but held: the pipeline cannot move. */
+static int all_held(const scf_loader *l)
+{
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		const scf__slot *s = &l->slots[i];
+		if (!((s->state == SLOT_READY && s->handed == s->n_batch) || s->state == SLOT_ORPHAN))
+			return 0;
+	}
+	return 1;
+}
+
+/* Take the next batch of slot s; caller holds mu. */
+static scf_batch *take_batch(scf_loader *l, scf__slot *s)
+{
+	scf_batch *b = &s->batch[s->handed++];
+
+	s->held++;
+	b->index = l->cons_batch++;
+	if (s->handed == s->n_batch)
+		l->cons_seq++;
+	l->st.batches++;
+	l->st.rows += b->n_rows;
+	return b;
+}
+
+int scf_next(scf_loader *l, scf_batch **out)
+{
+	uint64_t t0 = 0;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		scf__slot *s;
+		if (l->cons_batch == l->batches_per_epoch) {
+			l->cons_epoch++;
+			l->cons_batch = 0;
+			rc = SCF_END_OF_EPOCH;
+			break;
+		}
+		if ((s = find_seq(l, l->cons_seq)) != NULL) {
+			*out = take_batch(l, s);
+			rc = 0;
+			break;
+		}
+		if (l->err && l->err_seq <= l->cons_seq) {
+			rc = l->err;
+			break;
+		}
+		if (all_held(l)) {
+			snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: all %u output buffers are "
+			         "held by the consumer; release batches before asking for more",
+			         l->m.path, l->m.key, l->n_slots);
+			rc = SCF_E_BUFFERS_HELD;
+			break;
+		}
+		if (!t0)
+			t0 = now_ns();
+		pthread_cond_wait(&l->cv_ready, &l->mu);
+	}
+	if (t0) {
+		uint64_t w = now_ns() - t0;
+		l->st.wait_ns += w;
+		if (w > l->st.max_wait_ns)
+			l->st.max_wait_ns = w;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+void scf_release(scf_loader *l, scf_batch *b)
+{
+	int wake = 0;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&l->mu);
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		scf__slot *s = &l->slots[i];
+		if (b < s->batch || b >= s->batch + l->o.fetch_factor)
+			continue;
+		if (s->held > 0 && --s->held == 0 &&
+		    (s->state == SLOT_ORPHAN || s->handed == s->n_batch)) {
+			s->state = SLOT_FREE;
+			wake = 1;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (wake)
+		scf__uring_wake(&l->u);
+}
+
+int scf_set_epoch(scf_loader *l, uint32_t epoch)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->mu);
+	int at_start = l->cons_epoch == epoch && l->cons_batch == 0 && l->err == 0;
+	pthread_mutex_unlock(&l->mu);
+	if (at_start)
+		return 0;
+	scf__pipeline_stop(l);
+	/* Held batches stay valid: their slots wait for release as orphans. */
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		scf__slot *s = &l->slots[i];
+		s->state = s->held ? SLOT_ORPHAN : SLOT_FREE;
+		s->handed = s->n_batch = 0;
+	}
+	l->prod_epoch = l->cons_epoch = epoch;
+	l->prod_k = 0;
+	l->cons_seq = l->prod_seq;
+	l->cons_batch = 0;
+	l->err = 0;
+	l->errmsg[0] = '\0';
+	rc = scf__pipeline_start(l);
+	if (rc < 0) {
+		snprintf(l->errmsg, sizeof(l->errmsg), "%s: cannot restart threads: %s",
+		         l->m.path, strerror(-rc));
+		l->err = rc;
+		l->err_seq = 0;
+	}
+	return rc;
+}
+
+int scf_info_get(const scf_loader *l, scf_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->n_rows = l->m.n_rows;
+	out->n_cols = l->m.n_cols;
+	out->nnz = l->m.nnz;
+	out->dense = l->m.encoding == SCF__DENSE;
+	out->batches_per_epoch = l->batches_per_epoch;
+	out->rows_per_epoch = l->rows_per_epoch;
+	return 0;
+}
+
+void scf_stats_get(scf_loader *l, scf_stats *out)
+{
+	pthread_mutex_lock(&l->mu);
+	*out = l->st;
+	out->reads_submitted = __atomic_load_n(&l->u.reads_submitted, __ATOMIC_RELAXED);
+	out->reads_requeued = __atomic_load_n(&l->u.reads_requeued, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&l->mu);
+	out->pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
+	out->direct = (uint32_t)l->direct;
+}
+
+const char *scf_errmsg(const scf_loader *l)
+{
+	return l ? l->errmsg : "";
+}
+
+void scf_close(scf_loader *l)
+{
+	if (!l)
+		return;
+	scf__pipeline_stop(l);
+	scf__uring_exit(&l->u);
+	pthread_cond_destroy(&l->cv_work);
+	pthread_cond_destroy(&l->cv_ready);
+	pthread_mutex_destroy(&l->mu);
+	free(l->workers);
+	free_slots(l);
+	scf__sampler_free(&l->smp);
+	scf__h5ad_free(&l->m);
+	close(l->fd);
+	free(l);
+}

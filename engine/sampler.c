@@ -1,0 +1,233 @@
+/*
+ * engine/sampler — the epoch's index sequence, cut into fetches.
+ * Thread: the loader's I/O thread (one sampler per loader, never shared).
+ */
+#include "engine/sampler.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* splitmix64: turns any seed into well-mixed state words. */
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* xoshiro256**: fast, good enough for shuffles, reproducible everywhere. */
+typedef struct rng { uint64_t s[4]; } rng;
+
+static void rng_seed(rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++)
+		r->s[i] = splitmix64(&seed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(rng *r)
+{
+	uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+	s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+	s[2] ^= t; s[3] = rotl(s[3], 45);
+	return out;
+}
+
+/* Uniform in [0, bound) without modulo bias (Lemire's method). */
+static uint64_t rng_below(rng *r, uint64_t bound)
+{
+	__uint128_t m = (__uint128_t)rng_next(r) * bound;
+	uint64_t lo = (uint64_t)m;
+	if (lo < bound) {
+		uint64_t thresh = -bound % bound;
+		while (lo < thresh) {
+			m = (__uint128_t)rng_next(r) * bound;
+			lo = (uint64_t)m;
+		}
+	}
+	return (uint64_t)(m >> 64);
+}
+
+static uint64_t epoch_seed(const scf__sampler *s)
+{
+	return s->c.seed + 1000ULL * s->epoch;
+}
+
+int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c)
+{
+	memset(s, 0, sizeof(*s));
+	if (c->batch_size == 0 || c->block_size == 0 || c->fetch_factor == 0 ||
+	    c->world_size == 0 || c->rank >= c->world_size || c->num_workers == 0 ||
+	    c->worker >= c->num_workers)
+		return -EINVAL;
+	s->c = *c;
+	if (!c->streaming) {
+		uint64_t nb = (c->n_rows + c->block_size - 1) / c->block_size;
+		if (nb > UINT32_MAX)
+			return -EOVERFLOW;
+		s->block_order = malloc((nb ? nb : 1) * sizeof(uint32_t));
+		if (!s->block_order)
+			return -ENOMEM;
+	}
+	s->epoch = UINT32_MAX;
+	return 0;
+}
+
+void scf__sampler_free(scf__sampler *s)
+{
+	free(s->block_order);
+	s->block_order = NULL;
+}
+
+/* Ranks deal fetches round-robin; a rank's share is split among workers. */
+static void assign_fetches(scf__sampler *s)
+{
+	const scf__sampler_cfg *c = &s->c;
+	uint64_t f = s->n_fetches;
+	uint64_t mine = f > c->rank ? (f - c->rank + c->world_size - 1) / c->world_size : 0;
+	uint64_t lo = mine * c->worker / c->num_workers;
+	uint64_t hi = mine * (c->worker + 1) / c->num_workers;
+
+	s->my_first = lo;
+	s->my_count = hi - lo;
+}
+
+/* Shuffle the order of blocks; the tail block lands at a random slot. */
+static void build_block_order(scf__sampler *s)
+{
+	const scf__sampler_cfg *c = &s->c;
+	uint64_t full = c->n_rows / c->block_size;
+	uint64_t tail = c->n_rows % c->block_size;
+	rng r;
+
+	s->n_blocks = full + (tail && !c->drop_last);
+	s->tail_len = c->drop_last ? 0 : tail;
+	for (uint64_t i = 0; i < s->n_blocks; i++)
+		s->block_order[i] = (uint32_t)i;
+	rng_seed(&r, epoch_seed(s));
+	for (uint64_t i = s->n_blocks; i > 1; i--) {
+		uint64_t j = rng_below(&r, i);
+		uint32_t t = s->block_order[i - 1];
+		s->block_order[i - 1] = s->block_order[j];
+		s->block_order[j] = t;
+	}
+	s->tail_slot = s->n_blocks; /* no tail: past the end */
+	if (s->tail_len) {
+		for (uint64_t i = 0; i < s->n_blocks; i++) {
+			if (s->block_order[i] == full) {
+				s->tail_slot = i;
+				break;
+			}
+		}
+	}
+	s->seq_len = full * c->block_size + s->tail_len;
+}
+
+int scf__sampler_epoch(scf__sampler *s, uint32_t epoch)
+{
+	uint64_t fs = scf__sampler_fetch_rows(s);
+
+	if (s->epoch == epoch)
+		return 0;
+	s->epoch = epoch;
+	if (s->c.streaming)
+		s->seq_len = s->c.n_rows;
+	else
+		build_block_order(s);
+	s->n_fetches = (s->seq_len + fs - 1) / fs;
+	assign_fetches(s);
+	return 0;
+}
+
+uint64_t scf__sampler_fetch_rows(const scf__sampler *s)
+{
+	return (uint64_t)s->c.batch_size * s->c.fetch_factor;
+}
+
+/* Row at position p of the epoch's sequence. */
+static uint64_t row_at(const scf__sampler *s, uint64_t p)
+{
+	uint64_t bs = s->c.block_size, slot, off;
+
+	if (s->c.streaming)
+		return p;
+	if (p < s->tail_slot * bs) {
+		slot = p / bs;
+		off = p % bs;
+	} else if (p < s->tail_slot * bs + s->tail_len) {
+		slot = s->tail_slot;
+		off = p - s->tail_slot * bs;
+	} else {
+		uint64_t q = p - (s->tail_slot * bs + s->tail_len);
+		slot = s->tail_slot + 1 + q / bs;
+		off = q % bs;
+	}
+	return (uint64_t)s->block_order[slot] * bs + off;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Rows of a fetch come as runs of consecutive ids: sort only if needed. */
+static void sort_rows(uint64_t *rows, uint64_t n)
+{
+	for (uint64_t i = 1; i < n; i++) {
+		if (rows[i] < rows[i - 1]) {
+			qsort(rows, n, sizeof(*rows), cmp_u64);
+			return;
+		}
+	}
+}
+
+void scf__sampler_fetch(const scf__sampler *s, uint64_t k, scf__fetch_order *o)
+{
+	const scf__sampler_cfg *c = &s->c;
+	uint64_t fs = scf__sampler_fetch_rows(s);
+	uint64_t f = c->rank + (uint64_t)c->world_size * (s->my_first + k);
+	uint64_t p0 = f * fs, p1 = p0 + fs < s->seq_len ? p0 + fs : s->seq_len;
+
+	o->global_id = f;
+	o->n = p1 - p0;
+	for (uint64_t i = 0; i < o->n; i++)
+		o->rows[i] = row_at(s, p0 + i);
+	sort_rows(o->rows, o->n);
+	for (uint64_t i = 0; i < o->n; i++)
+		o->perm[i] = (uint32_t)i;
+	if (c->fetch_shuffle) {
+		/* Seeded by (epoch, fetch): the same on every rank and worker. */
+		rng r;
+		rng_seed(&r, epoch_seed(s) ^ (0xd1b54a32d192ed03ULL * (f + 1)));
+		for (uint64_t i = o->n; i > 1; i--) {
+			uint64_t j = rng_below(&r, i);
+			uint32_t t = o->perm[i - 1];
+			o->perm[i - 1] = o->perm[j];
+			o->perm[j] = t;
+		}
+	}
+	o->n_deliver = o->n;
+	if (c->drop_last)
+		o->n_deliver -= o->n % c->batch_size;
+}
+
+void scf__sampler_counts(const scf__sampler *s, uint64_t *batches, uint64_t *rows)
+{
+	uint64_t fs = scf__sampler_fetch_rows(s), b = 0, r = 0;
+	uint64_t bs = s->c.batch_size;
+
+	for (uint64_t k = 0; k < s->my_count; k++) {
+		uint64_t f = s->c.rank + (uint64_t)s->c.world_size * (s->my_first + k);
+		uint64_t p0 = f * fs, n = p0 + fs < s->seq_len ? fs : s->seq_len - p0;
+		if (s->c.drop_last)
+			n -= n % bs;
+		b += (n + bs - 1) / bs;
+		r += n;
+	}
+	*batches = b;
+	*rows = r;
+}

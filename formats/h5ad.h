@@ -1,0 +1,85 @@
+/*
+ * formats/h5ad — what an AnnData matrix is on disk.
+ *
+ * Opens the file with the HDF5 library (metadata only), finds the matrix
+ * (CSR group or dense 2-D dataset), checks encodings, shapes and dtypes,
+ * loads indptr whole and resolves every dataset the hot path reads to file
+ * extents: one offset for contiguous storage, or a chunk map.  After this,
+ * the engine reads bytes with io_uring and never calls HDF5 again.
+ * Runs on the thread that calls scf_open().
+ */
+#ifndef SCF_FORMATS_H5AD_H
+#define SCF_FORMATS_H5AD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/h5chunks.h"
+
+/* Element type of a stored dataset, as the engine converts it. */
+enum scf__type_class { SCF__T_INT = 0, SCF__T_UINT = 1, SCF__T_FLOAT = 2 };
+
+typedef struct scf__dtype {
+	uint8_t cls;  /* enum scf__type_class */
+	uint8_t size; /* bytes: 1, 2, 4, 8 */
+} scf__dtype;
+
+enum scf__storage { SCF__CONTIGUOUS = 1, SCF__CHUNKED = 2 };
+
+#define SCF__MAX_FILTERS 8
+
+typedef struct scf__filter {
+	int id;              /* HDF5 filter id: 1 deflate, 2 shuffle, 3 fletcher32, ... */
+	unsigned flags;      /* H5Z_FLAG_OPTIONAL ... */
+	size_t n_cd;         /* client data values used */
+	unsigned cd[8];
+} scf__filter;
+
+/* One HDF5 dataset resolved to file extents. */
+typedef struct scf__dset {
+	char name[128];         /* path inside the file, e.g. "X/data" */
+	unsigned rank;          /* 1 or 2 */
+	uint64_t dims[2];
+	scf__dtype type;
+	int storage;            /* enum scf__storage */
+	uint64_t offset;        /* contiguous: absolute file offset of element 0 */
+	scf__chunk_map chunks;  /* chunked */
+	unsigned n_filters;
+	scf__filter filter[SCF__MAX_FILTERS];
+} scf__dset;
+
+enum scf__encoding { SCF__CSR = 1, SCF__DENSE = 2 };
+
+typedef struct scf__matrix {
+	char path[4096];        /* the file, for messages */
+	char key[128];          /* "X", "layers/counts" */
+	int encoding;           /* enum scf__encoding */
+	uint64_t n_rows, n_cols, nnz;
+	int64_t *indptr;        /* CSR: n_rows + 1, checked monotonic, ends at nnz */
+	scf__dset data;         /* CSR data, or the dense 2-D dataset */
+	scf__dset indices;      /* CSR only */
+	scf__dtype indptr_type; /* as stored, for `info` */
+} scf__matrix;
+
+/*
+ * Describe `key` in the .h5ad at path; fd is the caller's descriptor of the
+ * same file (the chunk-index reader preads from it).  Returns 0 or a negative
+ * code with a sentence naming the file, the dataset and the problem in err.
+ * Filtered datasets are described (the caller decides what it can decode).
+ */
+int scf__h5ad_open(scf__matrix *m, const char *path, int fd, const char *key,
+                   char *err, size_t errlen);
+void scf__h5ad_free(scf__matrix *m);
+
+/* Byte length of element range [first, first+count) when stored contiguously. */
+static inline uint64_t scf__dtype_bytes(scf__dtype t, uint64_t count)
+{
+	return (uint64_t)t.size * count;
+}
+
+/* Readable name of a type ("float32", "int64"), for messages and `info`. */
+const char *scf__dtype_name(scf__dtype t);
+/* Readable name of an HDF5 filter id ("deflate", "zstd", "filter 307"). */
+const char *scf__filter_name(int id, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * tools/scfetch — the command-line face of the library:
+ *   scfetch info FILE [--matrix KEY]     what the file holds and what the engine reads
+ *   scfetch bench FILE [options]          stream epochs, print throughput and I/O figures
+ *   scfetch demo [--dir D] [--cells N]    write a realistic dataset if absent, then bench it
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "formats/h5ad.h"
+#include "scfetch.h"
+#include "tools/synth.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	"usage: scfetch info FILE [--matrix KEY]\n"
+	"       scfetch bench FILE [options]\n"
+	"       scfetch demo [--dir DIR] [--cells N] [options]\n"
+	"bench options:\n"
+	"  --matrix KEY        X (default), layers/NAME, raw/X\n"
+	"  --strategy S        block (default) or stream\n"
+	"  --batch N           rows per minibatch (64)\n"
+	"  --block LIST        block sizes, comma-separated: one run each (16)\n"
+	"  --fetch LIST        fetch factors, comma-separated (16)\n"
+	"  --epochs N          epochs per run (1)\n"
+	"  --max-batches N     stop a run after N batches (0: whole epochs)\n"
+	"  --inflight N        fetches in flight (3)\n"
+	"  --qd N              io_uring queue depth (128)\n"
+	"  --threads N         decode threads (online cores)\n"
+	"  --buffered          page cache instead of O_DIRECT\n"
+	"  --dense             dense output\n"
+	"  --seed N            base seed (0)\n");
+}
+
+/* `info`: shape, dtypes, layout, chunks, filters, and the verdict. */
+static void print_dset(const scf__dset *d)
+{
+	char nb[32];
+
+	printf("  %-16s %-8s %llu", d->name, scf__dtype_name(d->type),
+	       (unsigned long long)d->dims[0]);
+	if (d->rank == 2)
+		printf(" x %llu", (unsigned long long)d->dims[1]);
+	if (d->storage == SCF__CONTIGUOUS) {
+		printf("  contiguous at byte %llu", (unsigned long long)d->offset);
+	} else {
+		printf("  chunked %llu", (unsigned long long)d->chunks.chunk_dims[0]);
+		if (d->rank == 2)
+			printf(" x %llu", (unsigned long long)d->chunks.chunk_dims[1]);
+		printf(", %llu chunks", (unsigned long long)d->chunks.n);
+	}
+	for (unsigned i = 0; i < d->n_filters; i++)
+		printf("%s%s", i ? "+" : ", filters ", scf__filter_name(d->filter[i].id, nb, sizeof(nb)));
+	printf("\n");
+}
+
+static int cmd_info(const char *path, const char *key)
+{
+	char err[1024];
+	scf__matrix m;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0) {
+		fprintf(stderr, "scfetch: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	rc = scf__h5ad_open(&m, path, fd, key, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
+		close(fd);
+		return 1;
+	}
+	printf("%s: %s\n", path, key);
+	printf("  encoding         %s\n", m.encoding == SCF__CSR ? "csr_matrix" : "dense");
+	printf("  shape            %llu x %llu, %llu stored entries (%.2f%%)\n",
+	       (unsigned long long)m.n_rows, (unsigned long long)m.n_cols,
+	       (unsigned long long)m.nnz,
+	       m.n_rows && m.n_cols ? 100.0 * m.nnz / ((double)m.n_rows * m.n_cols) : 0.0);
+	if (m.encoding == SCF__CSR) {
+		printf("  %-16s/indptr %s, loaded at open\n", key, scf__dtype_name(m.indptr_type));
+		print_dset(&m.data);
+		print_dset(&m.indices);
+	} else {
+		print_dset(&m.data);
+	}
+	scf__h5ad_free(&m);
+	close(fd);
+
+	scf_loader *l;
+	rc = scf_open(&l, path, &(scf_options){ .size = sizeof(scf_options), .matrix = key },
+	              err, sizeof(err));
+	printf("  engine           %s%s\n", rc == 0 ? "can read this matrix" : "cannot read: ",
+	       rc == 0 ? "" : err);
+	scf_close(l);
+	return rc == 0 ? 0 : 2;
+}
+
+typedef struct bench_cfg {
+	scf_options o;
+	uint32_t epochs;
+	uint64_t max_batches;
+} bench_cfg;
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* One run: stream epochs, time each scf_next, print a line of figures. */
+static int bench_one(const char *path, const bench_cfg *c)
+{
+	char err[1024];
+	scf_loader *l;
+	scf_info info;
+	scf_stats st;
+	uint64_t rows = 0, nb = 0, cap = 1 << 16, *waits;
+	double t0, t1;
+	int rc;
+
+	rc = scf_open(&l, path, &c->o, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
+		return 1;
+	}
+	scf_info_get(l, &info);
+	waits = malloc(cap * sizeof(*waits));
+	t0 = now_s();
+	for (uint32_t e = 0; e < c->epochs && waits; e++) {
+		for (;;) {
+			scf_batch *b;
+			double w0 = now_s();
+			rc = scf_next(l, &b);
+			double w = now_s() - w0;
+			if (rc != 0)
+				break;
+			if (nb == cap) {
+				uint64_t *q = realloc(waits, 2 * cap * sizeof(*waits));
+				if (!q)
+					break;
+				waits = q;
+				cap *= 2;
+			}
+			waits[nb++] = (uint64_t)(w * 1e9);
+			rows += b->n_rows;
+			scf_release(l, b);
+			if (c->max_batches && nb >= c->max_batches)
+				break;
+		}
+		if (rc < 0 || (c->max_batches && nb >= c->max_batches))
+			break;
+	}
+	t1 = now_s();
+	scf_stats_get(l, &st);
+	if (rc < 0) {
+		fprintf(stderr, "scfetch: %s\n", scf_errmsg(l));
+		scf_close(l);
+		free(waits);
+		return 1;
+	}
+	qsort(waits, nb, sizeof(*waits), cmp_u64);
+	double secs = t1 - t0;
+	printf("%-6s block %-5u fetch %-5u batch %-4u | %9.0f cells/s %8.1f MB/s delivered "
+	       "%8.1f MB/s read | wait p50 %7.1f us p99 %8.1f us max %8.1f us | "
+	       "amp %.2f reads %llu (%.1f KiB avg) requeued %llu | %s%s\n",
+	       c->o.strategy == SCF_STRATEGY_STREAMING ? "stream" : "block",
+	       c->o.block_size, c->o.fetch_factor, c->o.batch_size,
+	       rows / secs, st.bytes_requested / secs / 1e6, st.bytes_read / secs / 1e6,
+	       nb ? waits[nb / 2] / 1e3 : 0.0, nb ? waits[(nb * 99) / 100] / 1e3 : 0.0,
+	       st.max_wait_ns / 1e3,
+	       st.bytes_requested ? (double)st.bytes_read / st.bytes_requested : 0.0,
+	       (unsigned long long)st.reads_submitted,
+	       st.reads_submitted ? st.bytes_read / 1024.0 / st.reads_submitted : 0.0,
+	       (unsigned long long)st.reads_requeued,
+	       st.direct ? "O_DIRECT" : "buffered", st.pinned ? ", pinned" : ", not pinned");
+	fflush(stdout);
+	scf_close(l);
+	free(waits);
+	return 0;
+}
+
+/* Parse "1,16,256" into up to 16 values. */
+static int parse_list(const char *s, uint32_t *v, int max)
+{
+	int n = 0;
+	char *end;
+
+	while (*s && n < max) {
+		unsigned long x = strtoul(s, &end, 10);
+		if (end == s || x == 0 || x > UINT32_MAX)
+			return -1;
+		v[n++] = (uint32_t)x;
+		s = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return -1;
+	}
+	return n;
+}
+
+static int cmd_bench(int argc, char **argv, const char *path_override)
+{
+	static const struct option lo[] = {
+		{ "matrix", 1, 0, 'm' }, { "strategy", 1, 0, 's' }, { "batch", 1, 0, 'b' },
+		{ "block", 1, 0, 'k' }, { "fetch", 1, 0, 'f' }, { "epochs", 1, 0, 'e' },
+		{ "max-batches", 1, 0, 'x' }, { "inflight", 1, 0, 'i' }, { "qd", 1, 0, 'q' },
+		{ "threads", 1, 0, 't' }, { "buffered", 0, 0, 'B' }, { "dense", 0, 0, 'D' },
+		{ "seed", 1, 0, 'S' }, { "dir", 1, 0, 'd' }, { "cells", 1, 0, 'c' },
+		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
+	int nblocks = 1, nfetch = 1, opt, rc = 0;
+	bench_cfg c = { .o = { .size = sizeof(scf_options) }, .epochs = 1 };
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'm': c.o.matrix = optarg; break;
+		case 's': c.o.strategy = strcmp(optarg, "stream") == 0 ? SCF_STRATEGY_STREAMING
+		                                                       : SCF_STRATEGY_BLOCK_SHUFFLING; break;
+		case 'b': c.o.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'k': nblocks = parse_list(optarg, blocks, 16); break;
+		case 'f': nfetch = parse_list(optarg, fetches, 16); break;
+		case 'e': c.epochs = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'x': c.max_batches = strtoull(optarg, NULL, 10); break;
+		case 'i': c.o.fetches_in_flight = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'q': c.o.queue_depth = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 't': c.o.threads = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'B': c.o.flags |= SCF_F_BUFFERED; break;
+		case 'D': c.o.output = SCF_OUTPUT_DENSE; break;
+		case 'S': c.o.seed = strtoull(optarg, NULL, 10); break;
+		case 'd': case 'c': break; /* demo's own, parsed there */
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	const char *path = path_override ? path_override : (optind < argc ? argv[optind] : NULL);
+	if (!path || nblocks <= 0 || nfetch <= 0) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = 0; i < nblocks && rc == 0; i++) {
+		for (int j = 0; j < nfetch && rc == 0; j++) {
+			c.o.block_size = blocks[i];
+			c.o.fetch_factor = fetches[j];
+			rc = bench_one(path, &c);
+		}
+	}
+	return rc;
+}
+
+/* `demo`: a realistic dataset (written once), then the main job on it. */
+static int cmd_demo(int argc, char **argv)
+{
+	static const struct option lo[] = { { "dir", 1, 0, 'd' }, { "cells", 1, 0, 'c' },
+	                                    { 0, 0, 0, 0 } };
+	const char *dir = "demo-data";
+	scf_synth_opts so = { .n_cells = 200000, .n_genes = 20000, .median_nnz = 2000,
+	                      .n_labels = 50, .n_plates = 4, .seed = 42 };
+	char path[4096], err[1024];
+	struct stat st;
+	int opt;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (opt == 'd')
+			dir = optarg;
+		else if (opt == 'c')
+			so.n_cells = strtoull(optarg, NULL, 10);
+	}
+	opterr = 1;
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/synthetic-%llu.h5ad", dir, (unsigned long long)so.n_cells);
+	if (stat(path, &st) != 0) {
+		printf("writing %s: %llu cells x %llu genes, ~%.0f non-zeros per cell\n", path,
+		       (unsigned long long)so.n_cells, (unsigned long long)so.n_genes, so.median_nnz);
+		double t0 = now_s();
+		if (scf_synth_write(path, &so, stdout, err, sizeof(err)) < 0) {
+			fprintf(stderr, "scfetch: %s\n", err);
+			unlink(path);
+			return 1;
+		}
+		printf("written in %.1f s\n", now_s() - t0);
+	}
+	if (cmd_info(path, "X") != 0)
+		return 1;
+	printf("\nstreaming one epoch per setting (O_DIRECT, batch 64, fetch_factor 16):\n");
+	char *args[] = { argv[0], "--strategy", "stream", NULL };
+	int rc = cmd_bench(3, args, path);
+	char *args2[] = { argv[0], "--block", "1,16,256", "--fetch", "16", NULL };
+	return rc ? rc : cmd_bench(5, args2, path);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "info") == 0 && argc >= 3) {
+		const char *key = "X";
+		for (int i = 3; i + 1 < argc; i++)
+			if (strcmp(argv[i], "--matrix") == 0)
+				key = argv[i + 1];
+		return cmd_info(argv[2], key);
+	}
+	if (strcmp(argv[1], "bench") == 0)
+		return cmd_bench(argc - 1, argv + 1, NULL);
+	if (strcmp(argv[1], "demo") == 0)
+		return cmd_demo(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0) {
+		unsigned v = scf_version();
+		printf("scfetch %u.%u.%u\n", v / 10000, v / 100 % 100, v % 100);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}
