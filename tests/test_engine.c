@@ -1,0 +1,436 @@
+/*
+ * tests/test_engine — end to end: files written by the HDF5 C API and by
+ * anndata, streamed through the whole engine, every delivered cell compared
+ * with an independent H5Dread of the same row; every row exactly once per
+ * epoch; reproducible orders; ranks partition; errors name file and dataset.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "scfetch.h"
+#include "tests/fixtures.h"
+
+static char *dir;
+
+static void setup(void) { dir = fx_tmpdir(); cr_assert_not_null(dir); }
+static void teardown(void) { fx_rmdir(dir); }
+
+TestSuite(engine, .init = setup, .fini = teardown, .timeout = 120);
+
+static scf_options opts(uint32_t batch, uint32_t block, uint32_t ff)
+{
+	return (scf_options){ .size = sizeof(scf_options), .batch_size = batch,
+	                      .block_size = block, .fetch_factor = ff, .seed = 11 };
+}
+
+/* Compare one delivered CSR row with the reference row. */
+static void check_csr_row(const fx_ref *ref, const scf_batch *b, uint64_t j)
+{
+	uint64_t r = b->row_ids[j];
+	cr_assert_lt(r, ref->n_rows, "row id %lu out of range", r);
+	int64_t lo = ref->indptr[r], hi = ref->indptr[r + 1];
+	int64_t n = b->indptr[j + 1] - b->indptr[j];
+	cr_assert_eq(n, hi - lo, "row %lu: %ld entries, reference %ld", r, n, hi - lo);
+	for (int64_t k = 0; k < n; k++) {
+		int32_t ci = b->indices[b->indptr[j] + k];
+		float v = b->data[b->indptr[j] + k];
+		cr_assert_eq(ci, ref->indices[lo + k], "row %lu entry %ld: column %d, reference %ld",
+		             r, k, ci, ref->indices[lo + k]);
+		cr_assert_eq(v, (float)ref->data[lo + k], "row %lu col %d: %g, reference %g",
+		             r, ci, v, ref->data[lo + k]);
+	}
+}
+
+/* Compare one delivered dense row with the reference row. */
+static void check_dense_row(const fx_ref *ref, const scf_batch *b, uint64_t j, float *tmp)
+{
+	uint64_t r = b->row_ids[j];
+	cr_assert_lt(r, ref->n_rows);
+	memset(tmp, 0, ref->n_cols * sizeof(float));
+	for (int64_t k = ref->indptr[r]; k < ref->indptr[r + 1]; k++)
+		tmp[ref->indices[k]] = (float)ref->data[k];
+	cr_assert_eq(memcmp(tmp, b->data + j * ref->n_cols, ref->n_cols * sizeof(float)), 0,
+	             "dense row %lu differs from the reference", r);
+}
+
+/*
+ * Stream `epochs` epochs; check every cell; return the row-id sequence of
+ * the first epoch (caller frees) and its length.
+ */
+static uint64_t *stream_and_check(const char *path, const char *matrix, scf_options o,
+                                  int epochs, uint64_t *n_out, uint8_t *seen_out)
+{
+	char err[1024];
+	scf_loader *l;
+	fx_ref ref;
+	scf_info info;
+
+	cr_assert_eq(fx_ref_load(path, matrix ? matrix : "X", &ref), 0);
+	o.matrix = matrix;
+	int rc = scf_open(&l, path, &o, err, sizeof(err));
+	cr_assert_eq(rc, 0, "scf_open: %s", err);
+	scf_info_get(l, &info);
+	cr_assert_eq(info.n_rows, ref.n_rows);
+	cr_assert_eq(info.n_cols, ref.n_cols);
+	uint64_t *seq = malloc((ref.n_rows + 1) * sizeof(uint64_t)), n = 0;
+	uint8_t *seen = calloc(ref.n_rows + 1, 1);
+	float *tmp = malloc((ref.n_cols + 1) * sizeof(float));
+	for (int e = 0; e < epochs; e++) {
+		uint64_t rows = 0, batches = 0;
+		memset(seen, 0, ref.n_rows + 1);
+		for (;;) {
+			scf_batch *b;
+			rc = scf_next(l, &b);
+			cr_assert_geq(rc, 0, "scf_next: %s", scf_errmsg(l));
+			if (rc == SCF_END_OF_EPOCH)
+				break;
+			cr_assert_eq(b->epoch, o.epoch + (uint32_t)e);
+			cr_assert_eq(b->index, batches, "batch index");
+			cr_assert_leq(b->n_rows, o.batch_size ? o.batch_size : 64);
+			for (uint64_t j = 0; j < b->n_rows; j++) {
+				uint64_t r = b->row_ids[j];
+				cr_assert_lt(r, ref.n_rows);
+				cr_assert_eq(seen[r], 0, "row %lu delivered twice in epoch %d", r, e);
+				seen[r] = 1;
+				if (e == 0)
+					seq[n++] = r;
+				if (b->output == SCF_OUTPUT_DENSE)
+					check_dense_row(&ref, b, j, tmp);
+				else
+					check_csr_row(&ref, b, j);
+			}
+			rows += b->n_rows;
+			batches++;
+			scf_release(l, b);
+		}
+		cr_assert_eq(rows, info.rows_per_epoch, "epoch %d: %lu rows, expected %lu", e,
+		             rows, info.rows_per_epoch);
+		cr_assert_eq(batches, info.batches_per_epoch);
+	}
+	if (seen_out)
+		memcpy(seen_out, seen, ref.n_rows);
+	scf_close(l);
+	free(tmp);
+	free(seen);
+	fx_ref_free(&ref);
+	*n_out = n;
+	return seq;
+}
+
+/* Full epochs must cover every row when one process reads everything. */
+static void check_file(const char *path, const char *matrix, scf_options o)
+{
+	uint64_t n;
+	fx_ref ref;
+	cr_assert_eq(fx_ref_load(path, matrix ? matrix : "X", &ref), 0);
+	free(stream_and_check(path, matrix, o, 2, &n, NULL));
+	cr_assert_eq(n, ref.n_rows, "an epoch must deliver all %lu rows, got %lu", ref.n_rows, n);
+	fx_ref_free(&ref);
+}
+
+static char *write_csr(const char *name, fx_csr_spec s)
+{
+	char *p = fx_path(dir, name);
+	cr_assert_eq(fx_write_csr(p, &s), 0, "fixture %s", name);
+	return p;
+}
+
+Test(engine, contiguous_csr)
+{
+	char *p = write_csr("contig.h5ad", (fx_csr_spec){ .n_rows = 3000, .n_cols = 500,
+		.mean_nnz = 40, .empty_every = 7, .index_type = FX_I32, .indptr_type = FX_I64,
+		.seed = 1 });
+	check_file(p, NULL, opts(32, 16, 4));
+	check_file(p, NULL, opts(7, 1, 3));
+	free(p);
+}
+
+Test(engine, chunked_sizes_and_rows_spanning_chunks)
+{
+	const uint64_t chunks[] = { 5, 777, 1000, 65536 };
+	for (int i = 0; i < 4; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "chunk%lu.h5ad", chunks[i]);
+		char *p = write_csr(name, (fx_csr_spec){ .n_rows = 2000, .n_cols = 1000,
+			.mean_nnz = 60, .empty_every = 5, .index_type = FX_I32,
+			.indptr_type = FX_I32, .chunk = chunks[i], .resizable = 1,
+			.seed = 2 + (uint64_t)i });
+		check_file(p, NULL, opts(16, 4, 8));
+		free(p);
+	}
+}
+
+Test(engine, dtypes_int64_indices_float64_and_int_data)
+{
+	const int dtypes[] = { FX_F64, FX_I32, FX_U16, FX_I8 };
+	for (int i = 0; i < 4; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "dt%d.h5ad", i);
+		char *p = write_csr(name, (fx_csr_spec){ .n_rows = 1500, .n_cols = 300,
+			.mean_nnz = 30, .data_type = dtypes[i], .index_type = FX_I64,
+			.indptr_type = FX_I64, .chunk = i % 2 ? 333 : 0, .seed = 10 + (uint64_t)i });
+		check_file(p, NULL, opts(20, 8, 5));
+		free(p);
+	}
+}
+
+Test(engine, latest_format_indexes)
+{
+	char *p = write_csr("latest_ea.h5ad", (fx_csr_spec){ .n_rows = 2500, .n_cols = 800,
+		.mean_nnz = 50, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 1024,
+		.resizable = 1, .libver_latest = 1, .seed = 20 });
+	check_file(p, NULL, opts(32, 16, 4));
+	free(p);
+	p = write_csr("latest_fa.h5ad", (fx_csr_spec){ .n_rows = 2500, .n_cols = 800,
+		.mean_nnz = 50, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 999,
+		.resizable = 0, .libver_latest = 1, .seed = 21 });
+	check_file(p, NULL, opts(32, 16, 4));
+	free(p);
+}
+
+Test(engine, layers_and_streaming_and_dense_output)
+{
+	char *p = write_csr("layers.h5ad", (fx_csr_spec){ .matrix = "layers/counts",
+		.n_rows = 1200, .n_cols = 250, .mean_nnz = 25, .data_type = FX_I32,
+		.index_type = FX_I32, .indptr_type = FX_I64, .chunk = 500, .resizable = 1,
+		.seed = 30 });
+	scf_options o = opts(50, 10, 3);
+	check_file(p, "layers/counts", o);
+	o.strategy = SCF_STRATEGY_STREAMING;
+	check_file(p, "layers/counts", o);
+	o.output = SCF_OUTPUT_DENSE;
+	check_file(p, "layers/counts", o);
+	free(p);
+}
+
+Test(engine, dense_matrices)
+{
+	const uint64_t cr[] = { 0, 64, 100 }, cc[] = { 0, 50, 1000 };
+	for (int i = 0; i < 3; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "dense%d.h5ad", i);
+		char *p = fx_path(dir, name);
+		fx_dense_spec s = { .n_rows = 700, .n_cols = 130, .data_type = i == 1 ? FX_F64 : FX_F32,
+		                    .chunk_rows = cr[i], .chunk_cols = cc[i] ? (cc[i] > 130 ? 130 : cc[i]) : 0,
+		                    .density = 0.2, .seed = 40 + (uint64_t)i };
+		cr_assert_eq(fx_write_dense(p, &s), 0);
+		scf_options o = opts(16, 8, 4);
+		check_file(p, NULL, o);
+		o.output = SCF_OUTPUT_DENSE;
+		check_file(p, NULL, o);
+		free(p);
+	}
+}
+
+/* Many small reads, tiny queue, no coalescing, buffered: same cells. */
+Test(engine, io_settings_do_not_change_cells)
+{
+	char *p = write_csr("io.h5ad", (fx_csr_spec){ .n_rows = 2000, .n_cols = 2000,
+		.mean_nnz = 200, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 4096,
+		.resizable = 1, .seed = 50 });
+	scf_options o = opts(32, 4, 8);
+	o.queue_depth = 4;
+	o.max_read = 4096;
+	o.coalesce_gap = UINT32_MAX;
+	o.fetches_in_flight = 1;
+	o.threads = 1;
+	check_file(p, NULL, o);
+	o = opts(32, 64, 16);
+	o.flags = SCF_F_BUFFERED | SCF_F_NO_PIN;
+	o.fetches_in_flight = 8;
+	o.threads = 3;
+	check_file(p, NULL, o);
+	free(p);
+}
+
+Test(engine, seeds_reproduce_and_ranks_partition)
+{
+	char *p = write_csr("seed.h5ad", (fx_csr_spec){ .n_rows = 3001, .n_cols = 100,
+		.mean_nnz = 10, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 700,
+		.resizable = 1, .seed = 60 });
+	uint64_t na, nb, nc;
+	scf_options o = opts(16, 8, 4);
+	uint64_t *a = stream_and_check(p, NULL, o, 1, &na, NULL);
+	uint64_t *b = stream_and_check(p, NULL, o, 1, &nb, NULL);
+	o.seed = 12;
+	uint64_t *c = stream_and_check(p, NULL, o, 1, &nc, NULL);
+	cr_assert_eq(na, 3001);
+	cr_assert_eq(memcmp(a, b, na * 8), 0, "same seed must give the same batches");
+	cr_assert_neq(memcmp(a, c, na * 8), 0, "another seed must differ");
+	free(a); free(b); free(c);
+
+	uint8_t *all = calloc(3001, 1), *mine = calloc(3001, 1);
+	uint64_t total = 0;
+	for (uint32_t r = 0; r < 3; r++) {
+		o = opts(16, 8, 4);
+		o.rank = r;
+		o.world_size = 3;
+		uint64_t n;
+		free(stream_and_check(p, NULL, o, 1, &n, mine));
+		for (uint64_t i = 0; i < 3001; i++) {
+			cr_assert(!(all[i] && mine[i]), "row %lu on two ranks", i);
+			all[i] |= mine[i];
+		}
+		total += n;
+	}
+	cr_assert_eq(total, 3001, "ranks together must cover the epoch");
+	free(all); free(mine); free(p);
+}
+
+Test(engine, anndata_written_file)
+{
+	char *p = fx_path(dir, "anndata.h5ad");
+	int rc = fx_write_anndata(p, 2000, 700, 0.05, 70, NULL);
+	if (rc == 1)
+		cr_skip_test("anndata is not installed (Debian: python3-anndata)");
+	cr_assert_eq(rc, 0);
+	check_file(p, NULL, opts(64, 16, 4));
+	check_file(p, "layers/counts", opts(64, 1, 2));
+	free(p);
+}
+
+Test(engine, set_epoch_and_close_in_flight)
+{
+	char *p = write_csr("epoch.h5ad", (fx_csr_spec){ .n_rows = 5000, .n_cols = 300,
+		.mean_nnz = 30, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 1000,
+		.resizable = 1, .seed = 80 });
+	char err[512];
+	scf_loader *l;
+	scf_batch *b, *held;
+	scf_options o = opts(8, 4, 4);
+
+	o.epoch = 5;
+	cr_assert_eq(scf_open(&l, p, &o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(scf_next(l, &held), 0);
+	cr_assert_eq(held->epoch, 5);
+	uint64_t first = held->row_ids[0];
+	cr_assert_eq(scf_set_epoch(l, 5), 0);  /* restart the same epoch */
+	cr_assert_eq(scf_next(l, &b), 0);
+	cr_assert_eq(b->epoch, 5);
+	cr_assert_eq(b->row_ids[0], first, "restarted epoch must begin where it began");
+	cr_assert_eq(held->row_ids[0], first, "held batch must stay valid");
+	scf_release(l, held);
+	scf_release(l, b);
+	cr_assert_eq(scf_set_epoch(l, 9), 0);
+	cr_assert_eq(scf_next(l, &b), 0);
+	cr_assert_eq(b->epoch, 9);
+	/* close with this batch held and fetches in flight */
+	scf_close(l);
+	scf_close(NULL);
+	free(p);
+}
+
+Test(engine, consumer_holding_everything_gets_an_error_not_a_hang)
+{
+	char *p = write_csr("held.h5ad", (fx_csr_spec){ .n_rows = 5000, .n_cols = 100,
+		.mean_nnz = 5, .index_type = FX_I32, .indptr_type = FX_I64, .seed = 90 });
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	scf_options o = opts(10, 4, 2);
+	int rc = 0, n = 0;
+
+	o.fetches_in_flight = 1;
+	cr_assert_eq(scf_open(&l, p, &o, err, sizeof(err)), 0, "%s", err);
+	while (n < 1000 && (rc = scf_next(l, &b)) == 0)
+		n++;  /* never released */
+	cr_assert_eq(rc, SCF_E_BUFFERS_HELD, "rc %d after %d batches", rc, n);
+	cr_assert_eq(n, 3 * 2, "three slots of two batches each");
+	cr_assert_not_null(strstr(scf_errmsg(l), "held.h5ad"));
+	scf_close(l);
+	free(p);
+}
+
+/* Open-time refusals: a sentence naming the file, the dataset and the problem. */
+Test(engine, clear_errors_at_open)
+{
+	char err[1024];
+	scf_loader *l = (scf_loader *)1;
+	char *p = write_csr("gz.h5ad", (fx_csr_spec){ .n_rows = 100, .n_cols = 50, .mean_nnz = 5,
+		.index_type = FX_I32, .indptr_type = FX_I64, .chunk = 64, .deflate = 4, .seed = 3 });
+
+	int rc = scf_open(&l, p, NULL, err, sizeof(err));
+	cr_assert_eq(rc, SCF_E_UNSUPPORTED);
+	cr_assert_null(l);
+	cr_assert_not_null(strstr(err, p), "%s", err);
+	cr_assert_not_null(strstr(err, "X/data"), "%s", err);
+	cr_assert_not_null(strstr(err, "deflate"), "%s", err);
+
+	scf_options o = opts(0, 0, 0);
+	o.matrix = "layers/none";
+	rc = scf_open(&l, p, &o, err, sizeof(err));
+	cr_assert_eq(rc, SCF_E_NOT_H5AD);
+	cr_assert_not_null(strstr(err, "layers/none"), "%s", err);
+
+	rc = scf_open(&l, "/nonexistent/x.h5ad", NULL, err, sizeof(err));
+	cr_assert_eq(rc, -ENOENT);
+	cr_assert_not_null(strstr(err, "/nonexistent/x.h5ad"));
+
+	char *txt = fx_path(dir, "not.h5ad");
+	FILE *f = fopen(txt, "w");
+	fputs("not hdf5 at all\n", f);
+	fclose(f);
+	rc = scf_open(&l, txt, NULL, err, sizeof(err));
+	cr_assert_eq(rc, SCF_E_NOT_H5AD, "%d %s", rc, err);
+	free(txt);
+	free(p);
+}
+
+Test(engine, invalid_options)
+{
+	char err[512];
+	scf_loader *l;
+	char *p = write_csr("opt.h5ad", (fx_csr_spec){ .n_rows = 10, .n_cols = 5, .mean_nnz = 2,
+		.index_type = FX_I32, .indptr_type = FX_I64, .seed = 4 });
+	scf_options bad[7];
+	for (int i = 0; i < 7; i++)
+		bad[i] = opts(0, 0, 0);
+	bad[0].size = 0;
+	bad[1].reserved[3] = 1;
+	bad[2].flags = 1u << 30;
+	bad[3].batch_size = (1u << 20) + 1;
+	bad[4].rank = 2, bad[4].world_size = 2;
+	bad[5].strategy = 9;
+	bad[6].max_read = 5000;
+	for (int i = 0; i < 7; i++) {
+		int rc = scf_open(&l, p, &bad[i], err, sizeof(err));
+		cr_assert_eq(rc, -EINVAL, "case %d: rc %d", i, rc);
+		cr_assert_not_null(strstr(err, "invalid options"), "case %d: %s", i, err);
+	}
+	free(p);
+}
+
+/* A file truncated while an epoch runs: an error through scf_next, no wrong row. */
+Test(engine, file_truncated_mid_epoch)
+{
+	char *p = write_csr("trunc.h5ad", (fx_csr_spec){ .n_rows = 20000, .n_cols = 2000,
+		.mean_nnz = 100, .index_type = FX_I32, .indptr_type = FX_I64, .seed = 5 });
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	scf_options o = opts(64, 16, 4);
+	fx_ref ref;
+	int rc;
+
+	cr_assert_eq(fx_ref_load(p, "X", &ref), 0);
+	o.fetches_in_flight = 1;
+	cr_assert_eq(scf_open(&l, p, &o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(truncate(p, 1 << 20), 0);
+	while ((rc = scf_next(l, &b)) == 0) {
+		for (uint64_t j = 0; j < b->n_rows; j++)
+			check_csr_row(&ref, b, j);
+		scf_release(l, b);
+	}
+	cr_assert_eq(rc, SCF_E_CORRUPT, "rc %d: %s", rc, scf_errmsg(l));
+	cr_assert_not_null(strstr(scf_errmsg(l), "truncated"), "%s", scf_errmsg(l));
+	cr_assert_not_null(strstr(scf_errmsg(l), "trunc.h5ad"), "%s", scf_errmsg(l));
+	cr_assert_eq(scf_next(l, &b), SCF_E_CORRUPT, "errors are sticky");
+	scf_close(l);
+	fx_ref_free(&ref);
+	free(p);
+}
