@@ -1,6 +1,6 @@
 /*
- * engine/assemble — dtype conversion and row placement into output arenas.
- * Thread: a decode worker.
+ * engine/assemble — chunk decoding, dtype conversion and row placement into
+ * output arenas.  Thread: a decode worker.
  */
 #include "engine/assemble.h"
 
@@ -9,34 +9,76 @@
 #include <stdlib.h>
 #include <string.h>
 
-int scf__scratch_init(scf__scratch *s, uint64_t n_cols)
-{
-	uint64_t n = n_cols ? n_cols : 1;
+#define NOT_DELIVERED UINT32_MAX
 
+static int cache_init(scf__chunk_cache *c, const scf__dset *ds)
+{
+	memset(c, 0, sizeof(*c));
+	if (ds->storage != SCF__CHUNKED || ds->n_filters == 0)
+		return 0;
+	/* A dense row crosses every chunk column: keep a whole band decoded. */
+	c->ways = ds->rank == 2 ? (uint32_t)ds->chunks.grid[1] : 1;
+	if (c->ways > 64)
+		c->ways = 64;
+	c->chunk_bytes = scf__chunk_bytes(ds);
+	c->buf = malloc(c->ways * c->chunk_bytes);
+	c->ids = malloc(c->ways * sizeof(uint64_t));
+	if (!c->buf || !c->ids)
+		return -ENOMEM;
+	memset(c->ids, 0xff, c->ways * sizeof(uint64_t));
+	return 0;
+}
+
+int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows)
+{
+	uint64_t n = m->n_cols ? m->n_cols : 1;
+
+	memset(s, 0, sizeof(*s));
 	s->vals = malloc(n * sizeof(float));
 	s->idx = malloc(n * sizeof(int32_t));
-	s->cap = n;
-	if (!s->vals || !s->idx) {
-		scf__scratch_free(s);
-		return -ENOMEM;
+	s->pos_of = malloc(fetch_rows * sizeof(uint32_t));
+	s->out_off = malloc((fetch_rows + 1) * sizeof(uint64_t));
+	if (!s->vals || !s->idx || !s->pos_of || !s->out_off)
+		goto fail;
+	if (cache_init(&s->cache[0], &m->data) < 0)
+		goto fail;
+	if (m->encoding == SCF__CSR && cache_init(&s->cache[1], &m->indices) < 0)
+		goto fail;
+	if (s->cache[0].ways || s->cache[1].ways) {
+		s->fctx = scf__filter_ctx_new();
+		if (!s->fctx)
+			goto fail;
 	}
 	return 0;
+fail:
+	scf__scratch_free(s);
+	return -ENOMEM;
 }
 
 void scf__scratch_free(scf__scratch *s)
 {
 	free(s->vals);
 	free(s->idx);
-	s->vals = NULL;
-	s->idx = NULL;
+	free(s->pos_of);
+	free(s->out_off);
+	for (int i = 0; i < 2; i++) {
+		free(s->cache[i].buf);
+		free(s->cache[i].ids);
+	}
+	scf__filter_ctx_free(s->fctx);
+	memset(s, 0, sizeof(*s));
 }
 
-/* Load one element of any stored type as a double (unaligned-safe). */
+/* Load one element of any stored type (unaligned-safe). */
 #define LOAD(T, src, i) ({ T l_; memcpy(&l_, (src) + (size_t)(i) * sizeof(T), sizeof(T)); l_; })
 
-/* Values to float32, whatever the file stored. */
+/* Values to float32, whatever the file stored; NULL src means zeros. */
 static void to_f32(float *dst, const uint8_t *src, uint64_t n, scf__dtype t)
 {
+	if (!src) {
+		memset(dst, 0, n * sizeof(float));
+		return;
+	}
 	if (t.cls == SCF__T_FLOAT && t.size == 4) {
 		memcpy(dst, src, n * 4);
 		return;
@@ -57,14 +99,16 @@ static void to_f32(float *dst, const uint8_t *src, uint64_t n, scf__dtype t)
 }
 
 /*
- * Column ids to int32; returns the position of the first id outside
- * [0, n_cols), or n when all are valid.  The check folds into the copy
- * loop, so it costs next to nothing on the hot path.
+ * Column ids to int32; 0 when all lie in [0, n_cols), -1 otherwise.  The
+ * check folds into the copy loop, so it costs next to nothing.
  */
-static uint64_t to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype t,
-                       uint64_t n_cols)
+static int to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype t,
+                  uint64_t n_cols)
 {
 	uint64_t bad = 0;
+
+	if (!src)
+		return -1; /* stored entries in a chunk never written */
 #define CONV(T) for (uint64_t i = 0; i < n; i++) { T v_ = LOAD(T, src, i); \
 		bad |= (uint64_t)v_ >= n_cols; dst[i] = (int32_t)v_; } break
 	switch (t.cls * 16 + t.size) {
@@ -76,45 +120,101 @@ static uint64_t to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype 
 	case SCF__T_UINT * 16 + 2: CONV(uint16_t);
 	case SCF__T_UINT * 16 + 4: CONV(uint32_t);
 	case SCF__T_UINT * 16 + 8: CONV(uint64_t);
-	default: return 0;
+	default: return -1;
 	}
 #undef CONV
-	if (!bad)
-		return n;
-	for (uint64_t i = 0; i < n; i++)
-		if ((uint64_t)(int64_t)dst[i] >= n_cols || dst[i] < 0)
-			return i;
-	return 0; /* an int64 id truncated into range: still out of range */
+	return bad ? -1 : 0;
 }
 
-/* Copy a row's pieces of one dataset out of staging, converting. */
-static uint64_t gather_vals(float *dst, const scf__piece *pc, uint64_t np,
-                            const uint8_t *staging, scf__dtype t)
-{
-	uint64_t k = 0;
+/* What one fetch's assembly needs at hand. */
+typedef struct asm_ctx {
+	const scf__matrix *m;
+	const scf__plan *p;
+	const uint8_t *staging;
+	scf__scratch *sc;
+	char *err;
+	size_t errlen;
+} asm_ctx;
 
-	for (uint64_t i = 0; i < np; i++) {
-		uint64_t n = pc[i].nbytes / t.size;
-		if (pc[i].file_off == SCF__NO_FILE)
-			memset(dst + k, 0, n * sizeof(float));
-		else
-			to_f32(dst + k, staging + pc[i].staging_off, n, t);
-		k += n;
+/* The bytes of a decoded filtered chunk, decoding it on first use. */
+static const uint8_t *decoded_chunk(asm_ctx *a, uint32_t zc)
+{
+	const scf__zchunk *z = &a->p->zchunk[zc];
+	const scf__dset *ds = z->ds ? &a->m->indices : &a->m->data;
+	scf__chunk_cache *c = &a->sc->cache[z->ds];
+	uint64_t way = z->id % c->ways;
+	uint8_t *out = c->buf + way * c->chunk_bytes;
+	char why[300];
+
+	if (c->ids[way] == z->id)
+		return out;
+	c->ids[way] = UINT64_MAX;
+	why[0] = '\0';
+	if (scf__filter_decode(a->sc->fctx, ds->filter, ds->n_filters, z->filter_mask,
+	                       ds->type.size, a->staging + z->x.staging_off, z->x.nbytes,
+	                       out, c->chunk_bytes, why, sizeof(why)) < 0) {
+		snprintf(a->err, a->errlen, "%s: %s: chunk %llu (%llu bytes at byte %llu): %s",
+		         a->m->path, ds->name, (unsigned long long)z->id,
+		         (unsigned long long)z->x.nbytes, (unsigned long long)z->x.file_off, why);
+		return NULL;
 	}
-	return k;
+	a->sc->decoded += c->chunk_bytes;
+	c->ids[way] = z->id;
+	return out;
 }
 
-static int gather_idx(int32_t *dst, const scf__piece *pc, uint64_t np,
-                      const uint8_t *staging, scf__dtype t, uint64_t n_cols)
+/* Source bytes of a piece; *zero set when it reads as zeros; NULL on error. */
+static const uint8_t *piece_bytes(asm_ctx *a, const scf__piece *pc, int *zero)
 {
-	uint64_t k = 0;
+	*zero = 0;
+	if (pc->zchunk != SCF__RAW) {
+		const uint8_t *c = decoded_chunk(a, pc->zchunk);
+		return c ? c + pc->x.staging_off : NULL;
+	}
+	if (pc->x.file_off == SCF__NO_FILE) {
+		*zero = 1;
+		return NULL;
+	}
+	return a->staging + pc->x.staging_off;
+}
 
-	for (uint64_t i = 0; i < np; i++) {
-		uint64_t n = pc[i].nbytes / t.size;
-		if (pc[i].file_off == SCF__NO_FILE ||
-		    to_i32(dst + k, staging + pc[i].staging_off, n, t, n_cols) != n)
+/* A row's values, converted, into dst; returns count or -1 on error. */
+static int64_t gather_vals(asm_ctx *a, uint64_t k, float *dst)
+{
+	const scf__plan *p = a->p;
+	scf__dtype t = a->m->data.type;
+	uint64_t w = 0;
+
+	for (uint64_t i = p->drow[k]; i < p->drow[k + 1]; i++) {
+		int zero;
+		const uint8_t *src = piece_bytes(a, &p->dpiece[i], &zero);
+		if (!src && !zero)
 			return -1;
-		k += n;
+		to_f32(dst + w, src, p->dpiece[i].x.nbytes / t.size, t);
+		w += p->dpiece[i].x.nbytes / t.size;
+	}
+	return (int64_t)w;
+}
+
+/* A row's column ids, converted and checked, into dst. */
+static int gather_idx(asm_ctx *a, uint64_t k, int32_t *dst, uint64_t row)
+{
+	const scf__plan *p = a->p;
+	scf__dtype t = a->m->indices.type;
+	uint64_t w = 0;
+
+	for (uint64_t i = p->irow[k]; i < p->irow[k + 1]; i++) {
+		int zero;
+		const uint8_t *src = piece_bytes(a, &p->ipiece[i], &zero);
+		if (!src && !zero)
+			return -1;
+		if (to_i32(dst + w, src, p->ipiece[i].x.nbytes / t.size, t, a->m->n_cols) < 0) {
+			snprintf(a->err, a->errlen, "%s: %s: row %llu has a column index outside "
+			         "[0, %llu)", a->m->path, a->m->indices.name,
+			         (unsigned long long)row, (unsigned long long)a->m->n_cols);
+			return -1;
+		}
+		w += p->ipiece[i].x.nbytes / t.size;
 	}
 	return 0;
 }
@@ -152,51 +252,112 @@ size_t scf__assemble_bytes(const scf__matrix *m, const scf__plan *p, uint64_t n_
 	return plan_layout(m, p, n_rows, batch_size, output).total;
 }
 
-/* One row into a CSR batch; returns entries written or -1 on a bad index. */
-static int64_t row_csr(const scf__matrix *m, const scf__plan *p, uint64_t k,
-                       const uint8_t *staging, int32_t *idx, float *val,
-                       scf__scratch *sc)
+/*
+ * Where each delivered row goes: delivery position, and (CSR from a CSR
+ * file) its element offset in the fetch-wide indices/data arrays.
+ */
+static void place_rows(const scf__matrix *m, const scf__fetch_order *o, uint32_t *pos_of,
+                       uint64_t *out_off, int csr_lengths)
 {
-	const scf__piece *dp = p->dpiece + p->drow[k];
-	uint64_t ndp = p->drow[k + 1] - p->drow[k];
-
-	if (m->encoding == SCF__DENSE) {
-		uint64_t n = gather_vals(sc->vals, dp, ndp, staging, m->data.type), w = 0;
-		for (uint64_t c = 0; c < n; c++) {
-			if (sc->vals[c] != 0.0f) {
-				idx[w] = (int32_t)c;
-				val[w++] = sc->vals[c];
-			}
-		}
-		return (int64_t)w;
+	for (uint64_t k = 0; k < o->n; k++)
+		pos_of[k] = NOT_DELIVERED;
+	for (uint64_t i = 0; i < o->n_deliver; i++)
+		pos_of[o->perm[i]] = (uint32_t)i;
+	out_off[0] = 0;
+	for (uint64_t i = 0; i < o->n_deliver; i++) {
+		uint64_t r = o->rows[o->perm[i]];
+		uint64_t len = csr_lengths ? (uint64_t)(m->indptr[r + 1] - m->indptr[r]) : m->n_cols;
+		out_off[i + 1] = out_off[i] + len;
 	}
-	const scf__piece *ip = p->ipiece + p->irow[k];
-	if (gather_idx(idx, ip, p->irow[k + 1] - p->irow[k], staging, m->indices.type,
-	               m->n_cols) < 0)
-		return -1;
-	return (int64_t)gather_vals(val, dp, ndp, staging, m->data.type);
 }
 
-/* One row into a dense batch row of n_cols floats. */
-static int row_dense(const scf__matrix *m, const scf__plan *p, uint64_t k,
-                     const uint8_t *staging, float *out, scf__scratch *sc)
+/* Dense rows at data[i * n_cols] become CSR in place, in delivery order. */
+static void compact_dense(uint64_t n_cols, uint64_t n, float *data, int32_t *indices,
+                          uint64_t *out_off)
 {
-	const scf__piece *dp = p->dpiece + p->drow[k];
-	uint64_t ndp = p->drow[k + 1] - p->drow[k];
+	uint64_t w = 0;
 
-	if (m->encoding == SCF__DENSE) {
-		gather_vals(out, dp, ndp, staging, m->data.type);
-		return 0;
+	for (uint64_t i = 0; i < n; i++) {
+		const float *row = data + i * n_cols;
+		out_off[i] = w;
+		for (uint64_t c = 0; c < n_cols; c++) {
+			if (row[c] != 0.0f) {
+				indices[w] = (int32_t)c;
+				data[w++] = row[c]; /* w <= i*n_cols + c: never ahead of reading */
+			}
+		}
 	}
-	const scf__piece *ip = p->ipiece + p->irow[k];
-	uint64_t nnz = gather_vals(sc->vals, dp, ndp, staging, m->data.type);
-	if (gather_idx(sc->idx, ip, p->irow[k + 1] - p->irow[k], staging, m->indices.type,
-	               m->n_cols) < 0)
-		return -1;
-	memset(out, 0, m->n_cols * sizeof(float));
-	for (uint64_t i = 0; i < nnz; i++)
-		out[sc->idx[i]] = sc->vals[i];
+	out_off[n] = w;
+}
+
+/* Visit rows in file order and write each into its final place. */
+static int scatter_rows(asm_ctx *a, const scf__fetch_order *o, int output,
+                        int32_t *indices, float *data)
+{
+	const scf__matrix *m = a->m;
+	scf__scratch *sc = a->sc;
+	int dense_file = m->encoding == SCF__DENSE;
+
+	for (uint64_t k = 0; k < o->n; k++) {
+		uint32_t pos = sc->pos_of[k];
+		if (pos == NOT_DELIVERED)
+			continue;
+		if (dense_file) {
+			/* dense rows first; CSR output is compacted afterwards */
+			if (gather_vals(a, k, data + (uint64_t)pos * m->n_cols) < 0)
+				return -1;
+		} else if (output == SCF_OUTPUT_CSR) {
+			uint64_t off = sc->out_off[pos];
+			if (gather_idx(a, k, indices + off, o->rows[k]) < 0 ||
+			    gather_vals(a, k, data + off) < 0)
+				return -1;
+		} else {
+			float *row = data + (uint64_t)pos * m->n_cols;
+			int64_t n = gather_vals(a, k, sc->vals);
+			if (n < 0 || gather_idx(a, k, sc->idx, o->rows[k]) < 0)
+				return -1;
+			memset(row, 0, m->n_cols * sizeof(float));
+			for (int64_t i = 0; i < n; i++)
+				row[sc->idx[i]] = sc->vals[i];
+		}
+	}
 	return 0;
+}
+
+/* Point the batches into the arena. */
+static uint32_t fill_batches(const scf__matrix *m, const scf__fetch_order *o, uint32_t bs,
+                             int output, const layout *L, uint8_t *arena,
+                             const uint64_t *out_off, scf_batch *batch)
+{
+	uint64_t *row_ids = (uint64_t *)(arena + L->row_ids);
+	int64_t *indptr = (int64_t *)(arena + L->indptr);
+	int32_t *indices = (int32_t *)(arena + L->indices);
+	float *data = (float *)(arena + L->data);
+	uint32_t nb = 0;
+
+	for (uint64_t pos = 0; pos < o->n_deliver; pos += bs, nb++) {
+		scf_batch *b = &batch[nb];
+		uint64_t n = o->n_deliver - pos < bs ? o->n_deliver - pos : bs;
+		memset(b, 0, sizeof(*b));
+		b->n_rows = n;
+		b->n_cols = m->n_cols;
+		b->output = (uint32_t)output;
+		b->row_ids = row_ids + pos;
+		for (uint64_t j = 0; j < n; j++)
+			b->row_ids[j] = o->rows[o->perm[pos + j]];
+		if (output == SCF_OUTPUT_DENSE) {
+			b->data = data + pos * m->n_cols;
+			b->nnz = n * m->n_cols;
+			continue;
+		}
+		b->indptr = indptr + pos + nb;
+		b->indices = indices + out_off[pos];
+		b->data = data + out_off[pos];
+		for (uint64_t j = 0; j <= n; j++)
+			b->indptr[j] = (int64_t)(out_off[pos + j] - out_off[pos]);
+		b->nnz = (uint64_t)b->indptr[n];
+	}
+	return nb;
 }
 
 int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_order *o,
@@ -205,55 +366,20 @@ int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_ord
                   scf__scratch *sc, char *err, size_t errlen)
 {
 	layout L = plan_layout(m, p, o->n, bs, output);
-	uint64_t *row_ids = (uint64_t *)(arena + L.row_ids);
-	int64_t *indptr = (int64_t *)(arena + L.indptr);
 	int32_t *indices = (int32_t *)(arena + L.indices);
 	float *data = (float *)(arena + L.data);
-	uint64_t pos = 0, nb = 0, cursor = 0;
+	asm_ctx a = { .m = m, .p = p, .staging = staging, .sc = sc, .err = err, .errlen = errlen };
+	int dense_file = m->encoding == SCF__DENSE;
 
-	while (pos < o->n_deliver) {
-		scf_batch *b = &batch[nb];
-		uint64_t n = o->n_deliver - pos < bs ? o->n_deliver - pos : bs;
-		memset(b, 0, sizeof(*b));
-		b->n_rows = n;
-		b->n_cols = m->n_cols;
-		b->output = (uint32_t)output;
-		b->row_ids = row_ids + pos;
-		if (output == SCF_OUTPUT_DENSE) {
-			b->data = data + pos * m->n_cols;
-		} else {
-			b->indptr = indptr + pos + nb;
-			b->indices = indices + cursor;
-			b->data = data + cursor;
-			b->indptr[0] = 0;
-		}
-		for (uint64_t j = 0; j < n; j++) {
-			uint64_t k = o->perm[pos + j];
-			int64_t w = 0;
-			b->row_ids[j] = o->rows[k];
-			if (output == SCF_OUTPUT_DENSE)
-				w = row_dense(m, p, k, staging, b->data + j * m->n_cols, sc);
-			else
-				w = row_csr(m, p, k, staging, b->indices + b->indptr[j],
-				            b->data + b->indptr[j], sc);
-			if (w < 0) {
-				snprintf(err, errlen, "%s: %s: row %llu has a column index outside "
-				         "[0, %llu)", m->path, m->indices.name,
-				         (unsigned long long)o->rows[k], (unsigned long long)m->n_cols);
-				return SCF_E_CORRUPT;
-			}
-			if (output != SCF_OUTPUT_DENSE)
-				b->indptr[j + 1] = b->indptr[j] + w;
-		}
-		if (output != SCF_OUTPUT_DENSE) {
-			b->nnz = (uint64_t)b->indptr[n];
-			cursor += b->nnz;
-		} else {
-			b->nnz = n * m->n_cols;
-		}
-		pos += n;
-		nb++;
+	err[0] = '\0';
+	place_rows(m, o, sc->pos_of, sc->out_off, !dense_file && output == SCF_OUTPUT_CSR);
+	if (scatter_rows(&a, o, output, indices, data) < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "%s: %s: cannot assemble a fetch", m->path, m->key);
+		return SCF_E_CORRUPT;
 	}
-	*n_batch = (uint32_t)nb;
+	if (dense_file && output == SCF_OUTPUT_CSR)
+		compact_dense(m->n_cols, o->n_deliver, data, indices, sc->out_off);
+	*n_batch = fill_batches(m, o, bs, output, &L, arena, sc->out_off, batch);
 	return 0;
 }

@@ -1,10 +1,11 @@
 /*
- * engine/assemble — from a fetch's staging bytes to its minibatches: rows
- * are taken in the fetch's shuffled delivery order, converted from the
- * file's dtypes (data to float32, indices to int32, checked against the
- * number of columns) and written into the fetch's output arena, which the
- * batches then point into without further copies.
- * Thread: a decode worker; one fetch per call, no shared state.
+ * engine/assemble — from a fetch's staging bytes to its minibatches.  The
+ * output layout (which batch, which offset each row lands at) is computed
+ * first from indptr; then rows are visited in file order, so each filtered
+ * chunk is decoded once, and every row is converted (data to float32,
+ * indices to int32, checked against the column count) straight into its
+ * final place in the fetch's output arena, which the batches point into.
+ * Thread: a decode worker; one fetch per call; the scratch is the worker's.
  */
 #ifndef SCF_ENGINE_ASSEMBLE_H
 #define SCF_ENGINE_ASSEMBLE_H
@@ -12,19 +13,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/filters.h"
 #include "engine/plan.h"
 #include "engine/sampler.h"
 #include "formats/h5ad.h"
 #include "scfetch.h"
 
-/* Per-worker scratch, sized for one row. */
+/* Decoded chunks kept by a worker: `ways` slots, chunk id modulo ways. */
+typedef struct scf__chunk_cache {
+	uint8_t *buf;
+	uint64_t *ids;       /* UINT64_MAX: empty */
+	uint64_t chunk_bytes;
+	uint32_t ways;
+} scf__chunk_cache;
+
+/* Per-worker scratch, sized at worker start. */
 typedef struct scf__scratch {
-	float *vals;
+	float *vals;         /* one row */
 	int32_t *idx;
-	uint64_t cap;
+	uint32_t *pos_of;    /* fetch row -> delivery position */
+	uint64_t *out_off;   /* delivery position -> element offset in the arena */
+	scf__filter_ctx *fctx;
+	scf__chunk_cache cache[2]; /* data, indices */
+	uint64_t decoded;    /* bytes decoded by this worker (statistics) */
 } scf__scratch;
 
-int scf__scratch_init(scf__scratch *s, uint64_t n_cols);
+int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows);
 void scf__scratch_free(scf__scratch *s);
 
 /* Arena bytes a fetch needs for its batches. */
@@ -33,8 +47,9 @@ size_t scf__assemble_bytes(const scf__matrix *m, const scf__plan *p, uint64_t n_
 
 /*
  * Fill batch[0..*n_batch) from staging.  arena holds scf__assemble_bytes()
- * bytes.  Returns 0 or SCF_E_CORRUPT with a sentence in err (a column index
- * outside the matrix).
+ * bytes.  Returns 0, or SCF_E_CORRUPT (a column index outside the matrix, a
+ * chunk that does not decode) / -ENOMEM with a sentence naming the file,
+ * the dataset and the row or chunk in err.
  */
 int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_order *o,
                   const uint8_t *staging, uint32_t batch_size, int output,

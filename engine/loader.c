@@ -4,6 +4,7 @@
  * loader); it meets the pipeline only under l->mu.
  */
 #include "engine/loader.h"
+#include "engine/filters.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,11 +135,14 @@ static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
 	char name[32];
 
 	for (int i = 0; i < 2 && ds[i]; i++) {
-		if (ds[i]->n_filters) {
-			snprintf(errbuf, errlen, "%s: %s: compressed with %s: filtered chunks "
-			         "are not supported yet (rewrite without compression)",
-			         m->path, ds[i]->name,
-			         scf__filter_name(ds[i]->filter[0].id, name, sizeof(name)));
+		for (unsigned f = 0; f < ds[i]->n_filters; f++) {
+			if (scf__filter_supported(ds[i]->filter[f].id))
+				continue;
+			snprintf(errbuf, errlen, "%s: %s: uses %s (HDF5 filter id %d), which the "
+			         "engine cannot decode; supported: deflate, shuffle, fletcher32, "
+			         "lzf, zstd", m->path, ds[i]->name,
+			         scf__filter_name(ds[i]->filter[f].id, name, sizeof(name)),
+			         ds[i]->filter[f].id);
 			return SCF_E_UNSUPPORTED;
 		}
 		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
@@ -246,7 +250,7 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 	rc = open_file(l, path, errbuf, errlen);
 	if (rc < 0)
 		goto fail_free;
-	rc = scf__h5ad_open(&l->m, path, l->fd, l->matrix_key, errbuf, errlen);
+	rc = scf__h5ad_open(&l->m, path, l->matrix_key, errbuf, errlen);
 	if (rc < 0)
 		goto fail_fd;
 	rc = check_readable(&l->m, errbuf, errlen);

@@ -102,6 +102,7 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 	s->bad_req = NULL;
 	pthread_mutex_lock(&l->mu);
 	l->st.bytes_requested += s->plan.bytes_requested;
+	l->st.bytes_to_decode += s->plan.bytes_decoded;
 	for (uint64_t i = 0; i < s->n_req; i++)
 		l->st.bytes_read += s->req[i].len;
 	pthread_mutex_unlock(&l->mu);
@@ -291,6 +292,8 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 	} else {
 		for (uint32_t i = 0; i < s->n_batch; i++)
 			s->batch[i].epoch = s->epoch;
+		l->st.bytes_decoded += sc->decoded;
+		sc->decoded = 0;
 		s->handed = s->held = 0;
 		s->state = SLOT_READY;
 		l->st.fetches++;
@@ -303,7 +306,7 @@ static void *work_main(void *arg)
 {
 	scf_loader *l = arg;
 	scf__scratch sc;
-	int ok = scf__scratch_init(&sc, l->m.n_cols) == 0;
+	int ok = scf__scratch_init(&sc, &l->m, scf__sampler_fetch_rows(&l->smp)) == 0;
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {

@@ -21,9 +21,19 @@ void scf__plan_free(scf__plan *p)
 	free(p->irow);
 	free(p->dpiece);
 	free(p->ipiece);
+	free(p->zchunk);
 	free(p->reads);
 	free(p->order);
 	memset(p, 0, sizeof(*p));
+}
+
+uint64_t scf__chunk_bytes(const scf__dset *ds)
+{
+	uint64_t n = ds->chunks.chunk_dims[0];
+
+	if (ds->rank == 2)
+		n *= ds->chunks.chunk_dims[1];
+	return n * ds->type.size;
 }
 
 /* Grow an array to hold at least `need` elements; amortised doubling. */
@@ -44,35 +54,77 @@ static int grow(void **arr, uint64_t *cap, uint64_t need, size_t elem)
 	return 0;
 }
 
-static int push_piece(scf__piece **arr, uint64_t *n, uint64_t *cap,
-                      uint64_t off, uint64_t nbytes)
+/* Where a dataset's pieces go while a plan is built. */
+typedef struct sink {
+	scf__plan *p;
+	const scf__dset *ds;
+	uint32_t which;       /* 0: data, 1: indices */
+	int filtered;
+	scf__piece **arr;
+	uint64_t *n, *cap;
+} sink;
+
+/* The plan's entry for filtered chunk `id`, added on first use. */
+static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 {
-	if (*n == *cap && grow((void **)arr, cap, *n + 1, sizeof(**arr)) < 0)
+	scf__plan *p = s->p;
+	const scf__chunk *ch = &s->ds->chunks.chunk[id];
+
+	/* Rows are sorted, so a chunk seen before is almost always a recent one. */
+	for (uint64_t i = p->n_zchunk, k = 0; i > 0 && k < 64; i--, k++) {
+		if (p->zchunk[i - 1].id == id && p->zchunk[i - 1].ds == s->which) {
+			*out = (uint32_t)(i - 1);
+			return 0;
+		}
+	}
+	if (grow((void **)&p->zchunk, &p->cap_zchunk, p->n_zchunk + 1, sizeof(*p->zchunk)) < 0)
 		return -ENOMEM;
-	(*arr)[*n].file_off = off;
-	(*arr)[*n].nbytes = nbytes;
-	(*arr)[*n].staging_off = 0;
-	(*n)++;
+	p->zchunk[p->n_zchunk] = (scf__zchunk){
+		.x = { .file_off = ch->addr, .nbytes = ch->size },
+		.id = id, .filter_mask = ch->filter_mask, .ds = s->which };
+	p->bytes_decoded += scf__chunk_bytes(s->ds);
+	*out = (uint32_t)p->n_zchunk++;
+	return 0;
+}
+
+/* Add the piece of `nbytes` at byte `in_chunk` of chunk `id` (or contiguous). */
+static int push_piece(sink *s, uint64_t id, uint64_t in_chunk, uint64_t nbytes)
+{
+	scf__piece pc = { .x = { .nbytes = nbytes }, .zchunk = SCF__RAW };
+	const scf__dset *ds = s->ds;
+
+	if (ds->storage == SCF__CONTIGUOUS) {
+		pc.x.file_off = ds->offset + in_chunk;
+	} else if (ds->chunks.chunk[id].addr == SCF__CHUNK_UNALLOCATED) {
+		pc.x.file_off = SCF__NO_FILE;
+	} else if (s->filtered) {
+		pc.x.file_off = SCF__NO_FILE;
+		pc.x.staging_off = in_chunk;
+		if (zchunk_of(s, id, &pc.zchunk) < 0)
+			return -ENOMEM;
+	} else {
+		pc.x.file_off = ds->chunks.chunk[id].addr + in_chunk;
+	}
+	if (grow((void **)s->arr, s->cap, *s->n + 1, sizeof(**s->arr)) < 0)
+		return -ENOMEM;
+	(*s->arr)[(*s->n)++] = pc;
+	s->p->bytes_requested += nbytes;
 	return 0;
 }
 
 /* Elements [e0, e1) of a 1-D dataset, one piece per storage unit. */
-static int pieces_1d(const scf__dset *ds, uint64_t e0, uint64_t e1,
-                     scf__piece **arr, uint64_t *n, uint64_t *cap)
+static int pieces_1d(sink *s, uint64_t e0, uint64_t e1)
 {
-	uint64_t esz = ds->type.size;
+	uint64_t esz = s->ds->type.size;
 
 	if (e0 == e1)
 		return 0;
-	if (ds->storage == SCF__CONTIGUOUS)
-		return push_piece(arr, n, cap, ds->offset + e0 * esz, (e1 - e0) * esz);
-	uint64_t cd = ds->chunks.chunk_dims[0];
+	if (s->ds->storage == SCF__CONTIGUOUS)
+		return push_piece(s, 0, e0 * esz, (e1 - e0) * esz);
+	uint64_t cd = s->ds->chunks.chunk_dims[0];
 	for (uint64_t c = e0 / cd; e0 < e1; c++) {
 		uint64_t end = (c + 1) * cd < e1 ? (c + 1) * cd : e1;
-		const scf__chunk *ch = &ds->chunks.chunk[c];
-		uint64_t off = ch->addr == SCF__CHUNK_UNALLOCATED ? SCF__NO_FILE
-		               : ch->addr + (e0 - c * cd) * esz;
-		if (push_piece(arr, n, cap, off, (end - e0) * esz) < 0)
+		if (push_piece(s, c, (e0 - c * cd) * esz, (end - e0) * esz) < 0)
 			return -ENOMEM;
 		e0 = end;
 	}
@@ -80,49 +132,52 @@ static int pieces_1d(const scf__dset *ds, uint64_t e0, uint64_t e1,
 }
 
 /* One row of a dense 2-D dataset: one piece per chunk column. */
-static int pieces_dense_row(const scf__dset *ds, uint64_t r, scf__piece **arr,
-                            uint64_t *n, uint64_t *cap)
+static int pieces_dense_row(sink *s, uint64_t r)
 {
+	const scf__dset *ds = s->ds;
 	uint64_t esz = ds->type.size, ncols = ds->dims[1];
 
 	if (ds->storage == SCF__CONTIGUOUS)
-		return push_piece(arr, n, cap, ds->offset + r * ncols * esz, ncols * esz);
+		return push_piece(s, 0, r * ncols * esz, ncols * esz);
 	const scf__chunk_map *cm = &ds->chunks;
 	uint64_t cr = cm->chunk_dims[0], cc = cm->chunk_dims[1], i = r / cr;
 	for (uint64_t j = 0; j < cm->grid[1]; j++) {
-		const scf__chunk *ch = &cm->chunk[i * cm->grid[1] + j];
 		uint64_t w = (j + 1) * cc <= ncols ? cc : ncols - j * cc;
-		uint64_t off = ch->addr == SCF__CHUNK_UNALLOCATED ? SCF__NO_FILE
-		               : ch->addr + (r - i * cr) * cc * esz;
-		if (push_piece(arr, n, cap, off, w * esz) < 0)
+		if (push_piece(s, i * cm->grid[1] + j, (r - i * cr) * cc * esz, w * esz) < 0)
 			return -ENOMEM;
 	}
 	return 0;
 }
 
-static int cmp_piece(const void *a, const void *b)
+static int cmp_extent(const void *a, const void *b)
 {
-	uint64_t x = (*(scf__piece *const *)a)->file_off;
-	uint64_t y = (*(scf__piece *const *)b)->file_off;
+	uint64_t x = (*(scf__extent *const *)a)->file_off;
+	uint64_t y = (*(scf__extent *const *)b)->file_off;
 	return (x > y) - (x < y);
 }
 
-/* Sort pointers to every piece with bytes on disk by offset; returns their count. */
-static uint64_t order_pieces(scf__plan *p)
+static void add_extent(scf__plan *p, uint64_t *n, scf__extent *x)
+{
+	if (x->file_off != SCF__NO_FILE)
+		p->order[(*n)++] = x;
+}
+
+/* Sort pointers to everything with bytes on disk by offset; returns the count. */
+static uint64_t order_extents(scf__plan *p)
 {
 	uint64_t n = 0;
 	int sorted = 1;
 
 	for (uint64_t i = 0; i < p->n_dpiece; i++)
-		if (p->dpiece[i].file_off != SCF__NO_FILE)
-			p->order[n++] = &p->dpiece[i];
+		add_extent(p, &n, &p->dpiece[i].x);
 	for (uint64_t i = 0; i < p->n_ipiece; i++)
-		if (p->ipiece[i].file_off != SCF__NO_FILE)
-			p->order[n++] = &p->ipiece[i];
+		add_extent(p, &n, &p->ipiece[i].x);
+	for (uint64_t i = 0; i < p->n_zchunk; i++)
+		add_extent(p, &n, &p->zchunk[i].x);
 	for (uint64_t i = 1; i < n && sorted; i++)
 		sorted = p->order[i]->file_off >= p->order[i - 1]->file_off;
 	if (!sorted)
-		qsort(p->order, n, sizeof(*p->order), cmp_piece);
+		qsort(p->order, n, sizeof(*p->order), cmp_extent);
 	return n;
 }
 
@@ -137,8 +192,7 @@ static int emit_run(scf__plan *p, const scf__plan_cfg *cfg, uint64_t start,
 		uint64_t len = end - start < cfg->max_read ? end - start : cfg->max_read;
 		uint64_t need = data_end <= start ? 0
 		                : data_end - start < len ? data_end - start : len;
-		if (p->n_reads == p->cap_reads &&
-		    grow((void **)&p->reads, &p->cap_reads, p->n_reads + 1, sizeof(*p->reads)) < 0)
+		if (grow((void **)&p->reads, &p->cap_reads, p->n_reads + 1, sizeof(*p->reads)) < 0)
 			return -ENOMEM;
 		p->reads[p->n_reads++] = (scf__read){ .file_off = start, .staging_off = so,
 		                                      .len = (uint32_t)len,
@@ -149,7 +203,7 @@ static int emit_run(scf__plan *p, const scf__plan_cfg *cfg, uint64_t start,
 	return 0;
 }
 
-/* Merge sorted pieces into aligned runs; give each piece its staging offset. */
+/* Merge sorted extents into aligned runs; give each its staging offset. */
 static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 {
 	uint64_t a = cfg->align, run_start = 0, run_end = 0, run_so = 0, so = 0;
@@ -157,9 +211,9 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 	int open = 0;
 
 	for (uint64_t i = 0; i < n; i++) {
-		scf__piece *pc = p->order[i];
-		uint64_t s = pc->file_off / a * a;
-		uint64_t pe = pc->file_off + pc->nbytes, e = (pe + a - 1) / a * a;
+		scf__extent *x = p->order[i];
+		uint64_t s = x->file_off / a * a;
+		uint64_t pe = x->file_off + x->nbytes, e = (pe + a - 1) / a * a;
 		if (open && s <= run_end + (uint64_t)cfg->gap) {
 			if (e > run_end)
 				run_end = e;
@@ -175,7 +229,7 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 		}
 		if (pe > data_end)
 			data_end = pe;
-		pc->staging_off = run_so + (pc->file_off - run_start);
+		x->staging_off = run_so + (x->file_off - run_start);
 	}
 	if (open) {
 		if (emit_run(p, cfg, run_start, run_end, data_end, run_so) < 0)
@@ -186,33 +240,47 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 	return 0;
 }
 
+static sink make_sink(scf__plan *p, const scf__dset *ds, uint32_t which)
+{
+	sink s = { .p = p, .ds = ds, .which = which, .filtered = ds->n_filters > 0 };
+
+	s.arr = which ? &p->ipiece : &p->dpiece;
+	s.n = which ? &p->n_ipiece : &p->n_dpiece;
+	s.cap = which ? &p->cap_ipiece : &p->cap_dpiece;
+	return s;
+}
+
 int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg,
                     const uint64_t *rows, uint64_t n)
 {
+	sink sd = make_sink(p, &m->data, 0), si = make_sink(p, &m->indices, 1);
 	int dense = m->encoding == SCF__DENSE;
-	uint64_t total;
 
-	if (grow((void **)&p->drow, &p->cap_rows, n + 1, sizeof(uint64_t)) < 0)
-		return -ENOMEM;
-	p->irow = realloc(p->irow, p->cap_rows * sizeof(uint64_t));
-	if (!p->irow)
-		return -ENOMEM;
+	if (n + 1 > p->cap_rows) {
+		uint64_t *d = realloc(p->drow, (n + 1) * sizeof(uint64_t));
+		if (d)
+			p->drow = d;
+		uint64_t *r = d ? realloc(p->irow, (n + 1) * sizeof(uint64_t)) : NULL;
+		if (!r)
+			return -ENOMEM;
+		p->irow = r;
+		p->cap_rows = n + 1;
+	}
 	p->n_rows = n;
-	p->n_dpiece = p->n_ipiece = p->n_reads = 0;
-	p->bytes_requested = p->nnz = 0;
+	p->n_dpiece = p->n_ipiece = p->n_zchunk = p->n_reads = 0;
+	p->bytes_requested = p->bytes_decoded = p->nnz = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t r = rows[i];
 		int rc;
 		p->drow[i] = p->n_dpiece;
 		p->irow[i] = p->n_ipiece;
 		if (dense) {
-			rc = pieces_dense_row(&m->data, r, &p->dpiece, &p->n_dpiece, &p->cap_dpiece);
+			rc = pieces_dense_row(&sd, r);
 		} else {
 			uint64_t e0 = (uint64_t)m->indptr[r], e1 = (uint64_t)m->indptr[r + 1];
-			rc = pieces_1d(&m->data, e0, e1, &p->dpiece, &p->n_dpiece, &p->cap_dpiece);
+			rc = pieces_1d(&sd, e0, e1);
 			if (rc == 0)
-				rc = pieces_1d(&m->indices, e0, e1, &p->ipiece, &p->n_ipiece,
-				               &p->cap_ipiece);
+				rc = pieces_1d(&si, e0, e1);
 			p->nnz += e1 - e0;
 		}
 		if (rc < 0)
@@ -220,13 +288,8 @@ int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg
 	}
 	p->drow[n] = p->n_dpiece;
 	p->irow[n] = p->n_ipiece;
-	for (uint64_t i = 0; i < p->n_dpiece; i++)
-		p->bytes_requested += p->dpiece[i].nbytes;
-	for (uint64_t i = 0; i < p->n_ipiece; i++)
-		p->bytes_requested += p->ipiece[i].nbytes;
-
-	total = p->n_dpiece + p->n_ipiece;
-	if (grow((void **)&p->order, &p->cap_order, total, sizeof(*p->order)) < 0)
+	if (grow((void **)&p->order, &p->cap_order, p->n_dpiece + p->n_ipiece + p->n_zchunk,
+	         sizeof(*p->order)) < 0)
 		return -ENOMEM;
-	return coalesce(p, cfg, order_pieces(p));
+	return coalesce(p, cfg, order_extents(p));
 }

@@ -1,10 +1,13 @@
 /*
  * engine/plan — from a fetch's sorted rows to the reads that bring their
- * bytes in.  Each row becomes pieces (contiguous byte runs of one dataset
- * inside one storage unit: the contiguous extent or one chunk); pieces of
- * both datasets are sorted by file offset, widened to the O_DIRECT
- * alignment, merged when closer than the gap threshold, laid out back to
- * back in one staging buffer, and cut into reads of at most max_read bytes.
+ * bytes in.  Each row becomes pieces: contiguous byte runs of one dataset
+ * inside one storage unit (the contiguous extent, or one chunk).  A piece of
+ * an unfiltered dataset is read where it lies; a piece of a filtered
+ * dataset points into its chunk, which is read whole, once per fetch, and
+ * decoded by the assembly stage.  Everything to read is sorted by file
+ * offset, widened to the O_DIRECT alignment, merged when closer than the gap
+ * threshold, laid back to back in one staging buffer and cut into reads of
+ * at most max_read bytes.
  * Pure computation, no I/O.  Thread: the loader's I/O thread.
  */
 #ifndef SCF_ENGINE_PLAN_H
@@ -14,13 +17,31 @@
 
 #include "formats/h5ad.h"
 
-#define SCF__NO_FILE UINT64_MAX /* piece of an unallocated chunk: zeros */
+#define SCF__NO_FILE UINT64_MAX  /* piece of an unallocated chunk: zeros */
+#define SCF__RAW UINT32_MAX      /* piece not inside a filtered chunk */
+
+/* Bytes to bring from the file into staging. */
+typedef struct scf__extent {
+	uint64_t file_off;    /* absolute offset, or SCF__NO_FILE */
+	uint64_t staging_off; /* where the bytes land in staging */
+	uint64_t nbytes;
+} scf__extent;
 
 typedef struct scf__piece {
-	uint64_t file_off;    /* absolute offset, or SCF__NO_FILE */
-	uint64_t staging_off; /* where its bytes land in the staging buffer */
-	uint64_t nbytes;
+	scf__extent x;        /* raw: the bytes themselves; filtered: file_off is
+	                         SCF__NO_FILE and staging_off is the byte offset of
+	                         the piece inside its decoded chunk */
+	uint32_t zchunk;      /* index into the plan's chunk list, or SCF__RAW */
+	uint32_t _pad;
 } scf__piece;
+
+/* A filtered chunk some rows of the fetch need: read whole, decoded once. */
+typedef struct scf__zchunk {
+	scf__extent x;        /* the chunk as stored */
+	uint64_t id;          /* position in the dataset's chunk grid */
+	uint32_t filter_mask;
+	uint32_t ds;          /* 0: data, 1: indices */
+} scf__zchunk;
 
 typedef struct scf__read {
 	uint64_t file_off;
@@ -42,13 +63,16 @@ typedef struct scf__plan {
 	uint64_t *drow, *irow;
 	scf__piece *dpiece, *ipiece;
 	uint64_t n_dpiece, n_ipiece, cap_dpiece, cap_ipiece;
+	scf__zchunk *zchunk;
+	uint64_t n_zchunk, cap_zchunk;
 	scf__read *reads;
 	uint64_t n_reads, cap_reads;
 	uint64_t staging_bytes;   /* bytes of staging the reads fill */
-	uint64_t bytes_requested; /* bytes of the pieces themselves */
+	uint64_t bytes_requested; /* bytes the rows occupy (decoded) */
+	uint64_t bytes_decoded;   /* bytes of filtered chunks decoded */
 	uint64_t nnz;             /* elements the fetch delivers (CSR) */
-	/* scratch for sorting pieces by offset */
-	scf__piece **order;
+	/* scratch for sorting extents by offset */
+	scf__extent **order;
 	uint64_t cap_order;
 	uint64_t cap_rows;
 } scf__plan;
@@ -56,8 +80,11 @@ typedef struct scf__plan {
 void scf__plan_init(scf__plan *p);
 void scf__plan_free(scf__plan *p);
 
-/* Build the plan of `n` sorted rows of m.  0 or -ENOMEM / SCF_E_CORRUPT. */
+/* Build the plan of `n` sorted rows of m.  0 or -ENOMEM. */
 int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg,
                     const uint64_t *rows, uint64_t n);
+
+/* Uncompressed bytes of one chunk of ds. */
+uint64_t scf__chunk_bytes(const scf__dset *ds);
 
 #endif

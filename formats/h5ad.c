@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "scfetch.h"
 
@@ -410,13 +412,13 @@ static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t err
 	return rc;
 }
 
-int scf__h5ad_open(scf__matrix *m, const char *path, int fd, const char *key,
+int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
                    char *err, size_t errlen)
 {
 	H5E_auto2_t old_fn;
 	void *old_data;
 	hid_t fapl, file;
-	int rc;
+	int fd, rc;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->path, sizeof(m->path), "%s", path);
@@ -438,7 +440,15 @@ int scf__h5ad_open(scf__matrix *m, const char *path, int fd, const char *key,
 		rc = fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "HDF5 cannot open the file");
 		goto restore;
 	}
+	/* The chunk-index reader's own descriptor: small unaligned preads, cached. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = fail(m, NULL, -errno, err, errlen, "cannot open: %s", strerror(errno));
+		H5Fclose(file);
+		goto restore;
+	}
 	rc = open_matrix(m, file, fd, err, errlen);
+	close(fd);
 	H5Fclose(file);
 	if (rc < 0)
 		scf__h5ad_free(m);

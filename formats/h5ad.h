@@ -62,12 +62,11 @@ typedef struct scf__matrix {
 } scf__matrix;
 
 /*
- * Describe `key` in the .h5ad at path; fd is the caller's descriptor of the
- * same file (the chunk-index reader preads from it).  Returns 0 or a negative
- * code with a sentence naming the file, the dataset and the problem in err.
+ * Describe `key` in the .h5ad at path.  Returns 0 or a negative code with a
+ * sentence naming the file, the dataset and the problem in err.
  * Filtered datasets are described (the caller decides what it can decode).
  */
-int scf__h5ad_open(scf__matrix *m, const char *path, int fd, const char *key,
+int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
                    char *err, size_t errlen);
 void scf__h5ad_free(scf__matrix *m);
 

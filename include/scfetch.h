@@ -144,6 +144,8 @@ typedef struct scf_stats {
 	uint64_t fetches;          /* fetches completed */
 	uint64_t bytes_requested;  /* bytes of rows the fetches needed */
 	uint64_t bytes_read;       /* bytes read from the file (after coalescing/alignment) */
+	uint64_t bytes_to_decode;  /* decoded bytes of the filtered chunks fetches needed */
+	uint64_t bytes_decoded;    /* decoded bytes actually produced (workers keep recent chunks) */
 	uint64_t reads_submitted;  /* read requests submitted to io_uring */
 	uint64_t reads_requeued;   /* short reads and -EAGAIN resubmitted */
 	uint64_t wait_ns;          /* time the consumer spent blocked in scf_next */

@@ -73,16 +73,10 @@ static int cmd_info(const char *path, const char *key)
 {
 	char err[1024];
 	scf__matrix m;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	int rc = scf__h5ad_open(&m, path, key, err, sizeof(err));
 
-	if (fd < 0) {
-		fprintf(stderr, "scfetch: %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	rc = scf__h5ad_open(&m, path, fd, key, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
-		close(fd);
 		return 1;
 	}
 	printf("%s: %s\n", path, key);
@@ -99,7 +93,6 @@ static int cmd_info(const char *path, const char *key)
 		print_dset(&m.data);
 	}
 	scf__h5ad_free(&m);
-	close(fd);
 
 	scf_loader *l;
 	rc = scf_open(&l, path, &(scf_options){ .size = sizeof(scf_options), .matrix = key },
