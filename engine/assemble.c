@@ -109,6 +109,17 @@ static int to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype t,
 
 	if (!src)
 		return -1; /* stored entries in a chunk never written */
+	if (t.size == 4) {
+		/* The common case: copy, then a compare loop the compiler vectorises. */
+		uint32_t lim = (uint32_t)n_cols, acc = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t v;
+			memcpy(&v, src + 4 * i, 4);
+			dst[i] = (int32_t)v;
+			acc |= v >= lim;
+		}
+		return acc ? -1 : 0;
+	}
 #define CONV(T) for (uint64_t i = 0; i < n; i++) { T v_ = LOAD(T, src, i); \
 		bad |= (uint64_t)v_ >= n_cols; dst[i] = (int32_t)v_; } break
 	switch (t.cls * 16 + t.size) {

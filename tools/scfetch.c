@@ -42,6 +42,8 @@ static void usage(FILE *f)
 	"  --inflight N        fetches in flight (3)\n"
 	"  --qd N              io_uring queue depth (128)\n"
 	"  --threads N         decode threads (online cores)\n"
+	"  --max-read KIB      largest single read (1024)\n"
+	"  --gap KIB           merge extents closer than this (32)\n"
 	"  --buffered          page cache instead of O_DIRECT\n"
 	"  --dense             dense output\n"
 	"  --seed N            base seed (0)\n");
@@ -172,7 +174,7 @@ static int bench_one(const char *path, const bench_cfg *c)
 	       "%8.1f MB/s read | wait p50 %7.1f us p99 %8.1f us max %8.1f us | "
 	       "amp %.2f reads %llu (%.1f KiB avg) requeued %llu | %s%s\n",
 	       c->o.strategy == SCF_STRATEGY_STREAMING ? "stream" : "block",
-	       c->o.block_size, c->o.fetch_factor, c->o.batch_size,
+	       c->o.block_size, c->o.fetch_factor, c->o.batch_size ? c->o.batch_size : 64,
 	       rows / secs, st.bytes_requested / secs / 1e6, st.bytes_read / secs / 1e6,
 	       nb ? waits[nb / 2] / 1e3 : 0.0, nb ? waits[(nb * 99) / 100] / 1e3 : 0.0,
 	       st.max_wait_ns / 1e3,
@@ -213,6 +215,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		{ "max-batches", 1, 0, 'x' }, { "inflight", 1, 0, 'i' }, { "qd", 1, 0, 'q' },
 		{ "threads", 1, 0, 't' }, { "buffered", 0, 0, 'B' }, { "dense", 0, 0, 'D' },
 		{ "seed", 1, 0, 'S' }, { "dir", 1, 0, 'd' }, { "cells", 1, 0, 'c' },
+		{ "max-read", 1, 0, 'R' }, { "gap", 1, 0, 'G' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
 	int nblocks = 1, nfetch = 1, opt, rc = 0;
@@ -235,6 +238,8 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		case 'B': c.o.flags |= SCF_F_BUFFERED; break;
 		case 'D': c.o.output = SCF_OUTPUT_DENSE; break;
 		case 'S': c.o.seed = strtoull(optarg, NULL, 10); break;
+		case 'R': c.o.max_read = (uint32_t)strtoul(optarg, NULL, 10) << 10; break;
+		case 'G': c.o.coalesce_gap = (uint32_t)strtoul(optarg, NULL, 10) << 10; break;
 		case 'd': case 'c': break; /* demo's own, parsed there */
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
