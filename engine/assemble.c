@@ -232,18 +232,20 @@ static int gather_idx(asm_ctx *a, uint64_t k, int32_t *dst, uint64_t row)
 
 /* Arena layout, shared by the size computation and the assembly. */
 typedef struct layout {
-	size_t row_ids, indptr, indices, data, total;
+	size_t row_ids, obs, indptr, indices, data, total;
 } layout;
 
-static layout plan_layout(const scf__matrix *m, const scf__plan *p, uint64_t n,
-                          uint32_t bs, int output)
+static layout plan_layout(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n)
 {
-	uint64_t nb = (n + bs - 1) / bs;
+	const scf__matrix *m = cfg->m;
+	uint64_t bs = cfg->batch_size, nb = (n + bs - 1) / bs;
 	uint64_t nnz = m->encoding == SCF__DENSE ? n * m->n_cols : p->nnz;
+	int output = cfg->output;
 	layout L;
 
 	L.row_ids = 0;
-	L.indptr = L.row_ids + n * sizeof(uint64_t);
+	L.obs = L.row_ids + n * sizeof(uint64_t);
+	L.indptr = L.obs + (n * cfg->n_obs * sizeof(int32_t) + 7) / 8 * 8;
 	if (output == SCF_OUTPUT_DENSE) {
 		L.indices = L.indptr;
 		L.data = L.indptr;
@@ -257,10 +259,9 @@ static layout plan_layout(const scf__matrix *m, const scf__plan *p, uint64_t n,
 	return L;
 }
 
-size_t scf__assemble_bytes(const scf__matrix *m, const scf__plan *p, uint64_t n_rows,
-                           uint32_t batch_size, int output)
+size_t scf__assemble_bytes(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n_rows)
 {
-	return plan_layout(m, p, n_rows, batch_size, output).total;
+	return plan_layout(cfg, p, n_rows).total;
 }
 
 /*
@@ -335,12 +336,26 @@ static int scatter_rows(asm_ctx *a, const scf__fetch_order *o, int output,
 	return 0;
 }
 
-/* Point the batches into the arena. */
-static uint32_t fill_batches(const scf__matrix *m, const scf__fetch_order *o, uint32_t bs,
-                             int output, const layout *L, uint8_t *arena,
-                             const uint64_t *out_off, scf_batch *batch)
+/* The requested obs codes of each delivered row, row-major. */
+static void fill_obs(const scf__asm_cfg *cfg, const scf__fetch_order *o, int32_t *obs)
 {
+	for (uint64_t i = 0; i < o->n_deliver; i++) {
+		uint64_t r = o->rows[o->perm[i]];
+		for (uint32_t c = 0; c < cfg->n_obs; c++)
+			obs[i * cfg->n_obs + c] = cfg->obs[c].codes[r];
+	}
+}
+
+/* Point the batches into the arena. */
+static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
+                             const layout *L, uint8_t *arena, const uint64_t *out_off,
+                             scf_batch *batch)
+{
+	const scf__matrix *m = cfg->m;
+	uint64_t bs = cfg->batch_size;
+	int output = cfg->output;
 	uint64_t *row_ids = (uint64_t *)(arena + L->row_ids);
+	int32_t *obs = (int32_t *)(arena + L->obs);
 	int64_t *indptr = (int64_t *)(arena + L->indptr);
 	int32_t *indices = (int32_t *)(arena + L->indices);
 	float *data = (float *)(arena + L->data);
@@ -354,6 +369,8 @@ static uint32_t fill_batches(const scf__matrix *m, const scf__fetch_order *o, ui
 		b->n_cols = m->n_cols;
 		b->output = (uint32_t)output;
 		b->row_ids = row_ids + pos;
+		b->n_obs = cfg->n_obs;
+		b->obs = cfg->n_obs ? obs + pos * cfg->n_obs : NULL;
 		for (uint64_t j = 0; j < n; j++)
 			b->row_ids[j] = o->rows[o->perm[pos + j]];
 		if (output == SCF_OUTPUT_DENSE) {
@@ -371,12 +388,13 @@ static uint32_t fill_batches(const scf__matrix *m, const scf__fetch_order *o, ui
 	return nb;
 }
 
-int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_order *o,
-                  const uint8_t *staging, uint32_t bs, int output,
-                  uint8_t *arena, scf_batch *batch, uint32_t *n_batch,
-                  scf__scratch *sc, char *err, size_t errlen)
+int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_order *o,
+                  const uint8_t *staging, uint8_t *arena, scf_batch *batch,
+                  uint32_t *n_batch, scf__scratch *sc, char *err, size_t errlen)
 {
-	layout L = plan_layout(m, p, o->n, bs, output);
+	const scf__matrix *m = cfg->m;
+	int output = cfg->output;
+	layout L = plan_layout(cfg, p, o->n);
 	int32_t *indices = (int32_t *)(arena + L.indices);
 	float *data = (float *)(arena + L.data);
 	asm_ctx a = { .m = m, .p = p, .staging = staging, .sc = sc, .err = err, .errlen = errlen };
@@ -391,6 +409,7 @@ int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_ord
 	}
 	if (dense_file && output == SCF_OUTPUT_CSR)
 		compact_dense(m->n_cols, o->n_deliver, data, indices, sc->out_off);
-	*n_batch = fill_batches(m, o, bs, output, &L, arena, sc->out_off, batch);
+	fill_obs(cfg, o, (int32_t *)(arena + L.obs));
+	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);
 	return 0;
 }

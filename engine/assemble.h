@@ -17,6 +17,7 @@
 #include "engine/plan.h"
 #include "engine/sampler.h"
 #include "formats/h5ad.h"
+#include "formats/obs.h"
 #include "scfetch.h"
 
 /* Decoded chunks kept by a worker: `ways` slots, chunk id modulo ways. */
@@ -41,9 +42,17 @@ typedef struct scf__scratch {
 int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows);
 void scf__scratch_free(scf__scratch *s);
 
+/* What the assembly of every fetch shares: the matrix, obs columns, output shape. */
+typedef struct scf__asm_cfg {
+	const scf__matrix *m;
+	const scf__obs_col *obs;
+	uint32_t n_obs;
+	uint32_t batch_size;
+	int output;
+} scf__asm_cfg;
+
 /* Arena bytes a fetch needs for its batches. */
-size_t scf__assemble_bytes(const scf__matrix *m, const scf__plan *p, uint64_t n_rows,
-                           uint32_t batch_size, int output);
+size_t scf__assemble_bytes(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n_rows);
 
 /*
  * Fill batch[0..*n_batch) from staging.  arena holds scf__assemble_bytes()
@@ -51,9 +60,8 @@ size_t scf__assemble_bytes(const scf__matrix *m, const scf__plan *p, uint64_t n_
  * chunk that does not decode) / -ENOMEM with a sentence naming the file,
  * the dataset and the row or chunk in err.
  */
-int scf__assemble(const scf__matrix *m, const scf__plan *p, const scf__fetch_order *o,
-                  const uint8_t *staging, uint32_t batch_size, int output,
-                  uint8_t *arena, scf_batch *batch, uint32_t *n_batch,
-                  scf__scratch *scratch, char *err, size_t errlen);
+int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_order *o,
+                  const uint8_t *staging, uint8_t *arena, scf_batch *batch,
+                  uint32_t *n_batch, scf__scratch *scratch, char *err, size_t errlen);
 
 #endif

@@ -97,6 +97,9 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	BOUND(queue_depth, 4, 4096);
 	BOUND(max_read, 4096, 64u << 20);
 	BOUND(threads, 1, 256);
+	BOUND(n_obs, 0, 64);
+	if (o->n_obs && !o->obs)
+		return bad_option(errbuf, errlen, path, "n_obs = %u but obs is NULL", o->n_obs);
 	if ((uint64_t)o->batch_size * o->fetch_factor > UINT32_MAX)
 		return bad_option(errbuf, errlen, path, "batch_size * fetch_factor exceeds 2^32");
 	if (o->max_read % 4096)
@@ -160,6 +163,44 @@ static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
 			}
 		}
 	}
+	return 0;
+}
+
+/* Requested obs columns, read whole at open. */
+static int load_obs(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	l->obs = calloc(l->o.n_obs ? l->o.n_obs : 1, sizeof(*l->obs));
+	if (!l->obs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < l->o.n_obs; i++) {
+		int rc;
+		if (!l->o.obs[i]) {
+			snprintf(errbuf, errlen, "%s: invalid options: obs[%u] is NULL", path, i);
+			return -EINVAL;
+		}
+		rc = scf__obs_load(&l->obs[i], path, l->o.obs[i], l->m.n_rows, errbuf, errlen);
+		if (rc < 0)
+			return rc;
+		l->n_obs = i + 1;
+	}
+	return 0;
+}
+
+static void free_obs(scf_loader *l)
+{
+	for (uint32_t i = 0; l->obs && i < l->n_obs; i++)
+		scf__obs_free(&l->obs[i]);
+	free(l->obs);
+	l->obs = NULL;
+}
+
+int scf_obs_categories(const scf_loader *l, uint32_t column, const char *const **names,
+                       uint64_t *n)
+{
+	if (column >= l->n_obs)
+		return -EINVAL;
+	*names = (const char *const *)l->obs[column].categories;
+	*n = l->obs[column].n_categories;
 	return 0;
 }
 
@@ -254,8 +295,13 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 	if (rc < 0)
 		goto fail_fd;
 	rc = check_readable(&l->m, errbuf, errlen);
+	if (rc == 0)
+		rc = load_obs(l, path, errbuf, errlen);
 	if (rc < 0)
 		goto fail_matrix;
+	l->o.obs = NULL; /* the caller's array need not outlive scf_open */
+	l->acfg = (scf__asm_cfg){ .m = &l->m, .obs = l->obs, .n_obs = l->n_obs,
+	                          .batch_size = l->o.batch_size, .output = (int)l->o.output };
 	rc = init_sampler(l);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
@@ -299,16 +345,17 @@ fail_sync:
 fail_workers:
 	free(l->workers);
 fail_slots:
-	if (rc == -ENOMEM && !errbuf[0])
-		snprintf(errbuf, errlen, "%s: out of memory", path);
 	free_slots(l);
 	scf__sampler_free(&l->smp);
 fail_matrix:
+	free_obs(l);
 	scf__h5ad_free(&l->m);
 fail_fd:
 	close(l->fd);
 fail_free:
 	free(l);
+	if (!errbuf[0])
+		snprintf(errbuf, errlen, "%s: %s", path, scf_strerror(rc));
 	return rc;
 }
 
@@ -494,6 +541,7 @@ void scf_close(scf_loader *l)
 	free(l->workers);
 	free_slots(l);
 	scf__sampler_free(&l->smp);
+	free_obs(l);
 	scf__h5ad_free(&l->m);
 	close(l->fd);
 	free(l);

@@ -55,6 +55,9 @@ struct scf_loader {
 	int fd;
 	int direct;
 	scf__matrix m;
+	scf__obs_col *obs;         /* n_obs requested obs columns */
+	uint32_t n_obs;
+	scf__asm_cfg acfg;
 	scf__sampler smp;          /* I/O thread */
 	scf__plan_cfg pcfg;
 	scf__uring u;              /* I/O thread */

@@ -272,8 +272,7 @@ static int ensure_arena(scf_loader *l, scf__slot *s, size_t need)
 
 static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 {
-	size_t need = scf__assemble_bytes(&l->m, &s->plan, s->ord.n, l->o.batch_size,
-	                                  (int)l->o.output);
+	size_t need = scf__assemble_bytes(&l->acfg, &s->plan, s->ord.n);
 	char msg[700];
 	int rc = ensure_arena(l, s, need);
 
@@ -281,9 +280,8 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		snprintf(msg, sizeof(msg), "%s: %s: cannot allocate %zu bytes of output buffers",
 		         l->m.path, l->m.key, need);
 	} else {
-		rc = scf__assemble(&l->m, &s->plan, &s->ord, s->staging, l->o.batch_size,
-		                   (int)l->o.output, s->arena, s->batch, &s->n_batch, sc,
-		                   msg, sizeof(msg));
+		rc = scf__assemble(&l->acfg, &s->plan, &s->ord, s->staging, s->arena, s->batch,
+		                   &s->n_batch, sc, msg, sizeof(msg));
 	}
 	pthread_mutex_lock(&l->mu);
 	if (rc < 0) {

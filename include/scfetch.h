@@ -118,6 +118,10 @@ typedef struct scf_options {
 	                               UINT32_MAX = never merge */
 	uint32_t threads;           /* assembly/decode threads, 1..256, default online cores */
 	scf_allocator allocator;    /* all NULL = built-in pinned allocator */
+	const char *const *obs;     /* obs columns delivered with each row (categorical
+	                               or integer), e.g. {"cell_type"}; at most 64 */
+	uint32_t n_obs;             /* entries in obs */
+	uint32_t _pad;
 	uint64_t reserved[8];       /* must be 0 */
 } scf_options;
 
@@ -133,6 +137,10 @@ typedef struct scf_batch {
 	uint32_t epoch;       /* epoch this batch belongs to */
 	uint32_t output;      /* enum scf_output */
 	uint64_t index;       /* batch number within this rank's epoch */
+	int32_t *obs;         /* n_rows x n_obs codes of the requested obs columns,
+	                         row-major (-1: missing); NULL when n_obs is 0 */
+	uint32_t n_obs;
+	uint32_t _pad;
 } scf_batch;
 
 typedef struct scf_loader scf_loader;
@@ -188,6 +196,14 @@ SCF_API int scf_set_epoch(scf_loader *l, uint32_t epoch);
 
 SCF_API int scf_info_get(const scf_loader *l, scf_info *out);
 SCF_API void scf_stats_get(scf_loader *l, scf_stats *out);
+
+/*
+ * Category names of requested obs column `column` (index into
+ * scf_options.obs): *names[code] is the label of a code.  For an integer
+ * column *names is NULL and *n 0.  Valid until scf_close().
+ */
+SCF_API int scf_obs_categories(const scf_loader *l, uint32_t column,
+                               const char *const **names, uint64_t *n);
 
 /* The sentence describing the last error, or "" when none. */
 SCF_API const char *scf_errmsg(const scf_loader *l);

@@ -733,3 +733,22 @@ char *fx_path(const char *dir, const char *name)
 	}
 	return p;
 }
+
+/* The reference for obs columns: H5Dread of the codes, converted to int32. */
+int32_t *fx_read_codes(const char *path, const char *dataset, uint64_t n)
+{
+	int32_t *out = malloc((n ? n : 1) * sizeof(int32_t));
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = -1;
+
+	if (f >= 0)
+		d = H5Dopen2(f, dataset, H5P_DEFAULT);
+	if (!out || d < 0 || H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+		free(out);
+		out = NULL;
+	}
+	if (d >= 0)
+		H5Dclose(d);
+	if (f >= 0)
+		H5Fclose(f);
+	return out;
+}

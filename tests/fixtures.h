@@ -64,6 +64,9 @@ typedef struct fx_ref {
 int fx_ref_load(const char *path, const char *matrix, fx_ref *out);
 void fx_ref_free(fx_ref *r);
 
+/* A 1-D integer dataset read whole with H5Dread as int32 (malloc'd), or NULL. */
+int32_t *fx_read_codes(const char *path, const char *dataset, uint64_t n);
+
 /* A fresh private directory under $TMPDIR (or /var/tmp: O_DIRECT-capable). */
 char *fx_tmpdir(void);
 /* Remove it and everything in it. */
