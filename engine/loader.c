@@ -131,7 +131,102 @@ static int open_file(scf_loader *l, const char *path, char *errbuf, size_t errle
 	return 0;
 }
 
-/* What the engine cannot read yet gets a clear refusal at open. */
+/* pread all of it, or fail: short reads continue, end of file is an error. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : SCF_E_CORRUPT;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/* Integers of any stored width to int64. */
+static void ints_to_i64(int64_t *dst, const uint8_t *src, uint64_t n, scf__dtype t)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *p = src + i * t.size;
+		uint64_t u = 0;
+		memcpy(&u, p, t.size);
+		if (t.cls == SCF__T_INT && t.size < 8 && (u >> (t.size * 8 - 1)))
+			u |= ~0ULL << (t.size * 8); /* sign-extend */
+		dst[i] = (int64_t)u;
+	}
+}
+
+/* One stored chunk of indptr, decoded into `out` (chunk_bytes long). */
+static int indptr_chunk(int fd, const scf__dset *ds, uint64_t c, scf__filter_ctx *fx,
+                        uint8_t **in, size_t *in_cap, uint8_t *out, size_t chunk_bytes,
+                        char *why, size_t wlen)
+{
+	const scf__chunk *ch = &ds->chunks.chunk[c];
+	int rc;
+
+	if (ch->addr == SCF__CHUNK_UNALLOCATED) {
+		snprintf(why, wlen, "chunk %llu was never written", (unsigned long long)c);
+		return SCF_E_CORRUPT;
+	}
+	if (ch->size > *in_cap) {
+		uint8_t *q = realloc(*in, ch->size);
+		if (!q)
+			return -ENOMEM;
+		*in = q;
+		*in_cap = ch->size;
+	}
+	rc = pread_full(fd, *in, ch->size, ch->addr);
+	if (rc < 0) {
+		snprintf(why, wlen, "chunk %llu cannot be read: %s", (unsigned long long)c,
+		         scf_strerror(rc));
+		return rc;
+	}
+	rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch->filter_mask, ds->type.size,
+	                        *in, ch->size, out, chunk_bytes, why, wlen);
+	return rc;
+}
+
+/*
+ * indptr whose filters HDF5 has no plugin for (lzf, zstd): read and decode
+ * it with the engine's own decoders, once, at open.
+ */
+static int load_indptr_raw(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	scf__matrix *m = &l->m;
+	const scf__dset *ds = &m->indptr_ds;
+	uint64_t n = m->n_rows + 1, cd = ds->chunks.chunk_dims[0];
+	size_t chunk_bytes = scf__chunk_bytes(ds), in_cap = 0;
+	uint8_t *in = NULL, *out = malloc(chunk_bytes);
+	scf__filter_ctx *fx = scf__filter_ctx_new();
+	char why[300] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	m->indptr = malloc(n * sizeof(int64_t));
+	if (fd < 0 || !out || !fx || !m->indptr || ds->storage != SCF__CHUNKED) {
+		rc = fd < 0 ? -errno : ds->storage != SCF__CHUNKED ? SCF_E_CORRUPT : -ENOMEM;
+		snprintf(why, sizeof(why), "cannot be loaded: %s", scf_strerror(rc));
+	}
+	for (uint64_t c = 0; rc == 0 && c * cd < n; c++) {
+		uint64_t k = (c + 1) * cd < n ? cd : n - c * cd;
+		rc = indptr_chunk(fd, ds, c, fx, &in, &in_cap, out, chunk_bytes, why, sizeof(why));
+		if (rc == 0)
+			ints_to_i64(m->indptr + c * cd, out, k, ds->type);
+	}
+	if (fd >= 0)
+		close(fd);
+	scf__filter_ctx_free(fx);
+	free(in);
+	free(out);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: %s: %s", path, ds->name, why);
+		return rc;
+	}
+	return scf__h5ad_check_indptr(m, errbuf, errlen);
+}
+
+/* What the engine cannot read gets a clear refusal at open. */
 static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
 {
 	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
@@ -148,9 +243,28 @@ static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
 			         ds[i]->filter[f].id);
 			return SCF_E_UNSUPPORTED;
 		}
+	}
+	if (m->encoding == SCF__CSR) {
+		for (unsigned f = 0; f < m->indptr_ds.n_filters; f++) {
+			if (!m->indptr && !scf__filter_supported(m->indptr_ds.filter[f].id)) {
+				snprintf(errbuf, errlen, "%s: %s: uses %s, which neither HDF5 nor the "
+				         "engine can decode", m->path, m->indptr_ds.name,
+				         scf__filter_name(m->indptr_ds.filter[f].id, name, sizeof(name)));
+				return SCF_E_UNSUPPORTED;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Every chunk holding part of a row must exist. */
+static int check_chunks_written(const scf__matrix *m, char *errbuf, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+
+	for (int i = 0; i < 2 && ds[i]; i++) {
 		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
 			continue;
-		/* Every chunk holding part of a row must exist. */
 		const scf__chunk_map *cm = &ds[i]->chunks;
 		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
 		                cm->chunk_dims[0];
@@ -295,6 +409,10 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 	if (rc < 0)
 		goto fail_fd;
 	rc = check_readable(&l->m, errbuf, errlen);
+	if (rc == 0 && l->m.encoding == SCF__CSR && !l->m.indptr)
+		rc = load_indptr_raw(l, path, errbuf, errlen);
+	if (rc == 0)
+		rc = check_chunks_written(&l->m, errbuf, errlen);
 	if (rc == 0)
 		rc = load_obs(l, path, errbuf, errlen);
 	if (rc < 0)

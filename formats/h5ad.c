@@ -272,66 +272,71 @@ out:
 }
 
 /* Load indptr whole and check it describes rows inside data/indices. */
-static int load_indptr(scf__matrix *m, hid_t file, const char *name, char *err,
-                       size_t errlen)
+int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen)
 {
-	hid_t d = H5Dopen2(file, name, H5P_DEFAULT), sp, t;
-	hsize_t n = 0;
-	int rank, rc = 0;
+	const char *name = m->indptr_ds.name;
 
-	if (d < 0)
-		return fail(m, name, SCF_E_NOT_H5AD, err, errlen, "dataset missing");
-	sp = H5Dget_space(d);
-	rank = H5Sget_simple_extent_ndims(sp);
-	if (rank == 1)
-		H5Sget_simple_extent_dims(sp, &n, NULL);
-	t = H5Dget_type(d);
-	if (rank != 1 || classify_type(t, &m->indptr_type) < 0 ||
-	    m->indptr_type.cls == SCF__T_FLOAT) {
-		rc = fail(m, name, SCF_E_CORRUPT, err, errlen,
-		          "must be a 1-D little-endian integer array");
-		goto out;
-	}
-	if (n != m->n_rows + 1) {
-		rc = fail(m, name, SCF_E_CORRUPT, err, errlen,
-		          "has %llu entries but shape says %llu rows (expected rows + 1)",
-		          (unsigned long long)n, (unsigned long long)m->n_rows);
-		goto out;
-	}
-	m->indptr = malloc(n * sizeof(int64_t));
-	if (!m->indptr) {
-		rc = fail(m, name, -ENOMEM, err, errlen, "cannot allocate %llu entries",
-		          (unsigned long long)n);
-		goto out;
-	}
-	if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->indptr) < 0) {
-		rc = fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
-		goto out;
-	}
-	for (hsize_t r = 0; r < m->n_rows; r++) {
-		if (m->indptr[r] < 0 || m->indptr[r + 1] < m->indptr[r]) {
-			rc = fail(m, name, SCF_E_CORRUPT, err, errlen,
-			          "not monotonic at row %llu (%lld then %lld)",
-			          (unsigned long long)r, (long long)m->indptr[r],
-			          (long long)m->indptr[r + 1]);
-			goto out;
-		}
+	for (uint64_t r = 0; r < m->n_rows; r++) {
+		if (m->indptr[r] < 0 || m->indptr[r + 1] < m->indptr[r])
+			return fail(m, name, SCF_E_CORRUPT, err, errlen,
+			            "not monotonic at row %llu (%lld then %lld)",
+			            (unsigned long long)r, (long long)m->indptr[r],
+			            (long long)m->indptr[r + 1]);
 	}
 	if ((uint64_t)m->indptr[m->n_rows] > m->data.dims[0] ||
-	    m->data.dims[0] != m->indices.dims[0]) {
-		rc = fail(m, name, SCF_E_CORRUPT, err, errlen,
-		          "ends at %lld but data has %llu and indices %llu entries",
-		          (long long)m->indptr[m->n_rows],
-		          (unsigned long long)m->data.dims[0],
-		          (unsigned long long)m->indices.dims[0]);
-		goto out;
-	}
+	    m->data.dims[0] != m->indices.dims[0])
+		return fail(m, name, SCF_E_CORRUPT, err, errlen,
+		            "ends at %lld but data has %llu and indices %llu entries",
+		            (long long)m->indptr[m->n_rows], (unsigned long long)m->data.dims[0],
+		            (unsigned long long)m->indices.dims[0]);
 	m->nnz = (uint64_t)(m->indptr[m->n_rows] - m->indptr[0]);
-out:
-	H5Tclose(t);
-	H5Sclose(sp);
-	H5Dclose(d);
-	return rc;
+	return 0;
+}
+
+/* True when some filter of ds is one this HDF5 library cannot apply. */
+static int needs_plugin(const scf__dset *ds)
+{
+	for (unsigned i = 0; i < ds->n_filters; i++)
+		if (H5Zfilter_avail((H5Z_filter_t)ds->filter[i].id) <= 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Load indptr whole with H5Dread.  When HDF5 lacks one of its filters (lzf
+ * or zstd without plugins), leave it to the engine's own decoders: indptr
+ * stays NULL and indptr_ds describes where it lies.
+ */
+static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, char *err,
+                       size_t errlen)
+{
+	scf__dset *ds = &m->indptr_ds;
+	hid_t d;
+	int rc = describe_dset(m, file, fd, name, 1, ds, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	m->indptr_type = ds->type;
+	if (ds->type.cls == SCF__T_FLOAT)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen, "must be an integer array");
+	if (ds->dims[0] != m->n_rows + 1)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen,
+		            "has %llu entries but shape says %llu rows (expected rows + 1)",
+		            (unsigned long long)ds->dims[0], (unsigned long long)m->n_rows);
+	m->nnz = m->data.dims[0]; /* until indptr says exactly */
+	if (needs_plugin(ds))
+		return 0;
+	m->indptr = malloc((m->n_rows + 1) * sizeof(int64_t));
+	if (!m->indptr)
+		return fail(m, name, -ENOMEM, err, errlen, "cannot allocate %llu entries",
+		            (unsigned long long)m->n_rows + 1);
+	d = H5Dopen2(file, name, H5P_DEFAULT);
+	rc = d >= 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->indptr) >= 0;
+	if (d >= 0)
+		H5Dclose(d);
+	if (!rc)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
+	return scf__h5ad_check_indptr(m, err, errlen);
 }
 
 /* A CSR group: attributes, then data, indices, indptr. */
@@ -367,7 +372,7 @@ static int open_csr(scf__matrix *m, hid_t file, int fd, hid_t grp, char *err,
 		return fail(m, name, SCF_E_CORRUPT, err, errlen,
 		            "column indices stored as %s", scf__dtype_name(m->indices.type));
 	snprintf(name, sizeof(name), "%s/indptr", m->key);
-	return load_indptr(m, file, name, err, errlen);
+	return load_indptr(m, file, fd, name, err, errlen);
 }
 
 /* Find the matrix: a CSR group, or a dense 2-D dataset. */
@@ -463,4 +468,5 @@ void scf__h5ad_free(scf__matrix *m)
 	m->indptr = NULL;
 	scf__chunk_map_free(&m->data.chunks);
 	scf__chunk_map_free(&m->indices.chunks);
+	scf__chunk_map_free(&m->indptr_ds.chunks);
 }

@@ -55,9 +55,11 @@ typedef struct scf__matrix {
 	char key[128];          /* "X", "layers/counts" */
 	int encoding;           /* enum scf__encoding */
 	uint64_t n_rows, n_cols, nnz;
-	int64_t *indptr;        /* CSR: n_rows + 1, checked monotonic, ends at nnz */
+	int64_t *indptr;        /* CSR: n_rows + 1, checked monotonic, ends at nnz;
+	                           NULL when HDF5 cannot decode it (see indptr_ds) */
 	scf__dset data;         /* CSR data, or the dense 2-D dataset */
 	scf__dset indices;      /* CSR only */
+	scf__dset indptr_ds;    /* CSR only: where indptr lies */
 	scf__dtype indptr_type; /* as stored, for `info` */
 } scf__matrix;
 
@@ -69,6 +71,13 @@ typedef struct scf__matrix {
 int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
                    char *err, size_t errlen);
 void scf__h5ad_free(scf__matrix *m);
+
+/*
+ * Check a freshly loaded indptr (monotonic, inside data and indices) and set
+ * nnz.  For the engine, which loads indptr itself when HDF5 has no plugin
+ * for its filters.
+ */
+int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen);
 
 /* Byte length of element range [first, first+count) when stored contiguously. */
 static inline uint64_t scf__dtype_bytes(scf__dtype t, uint64_t count)

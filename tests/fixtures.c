@@ -397,7 +397,9 @@ static int write_1d(hid_t grp, const char *name, hid_t ftype, hid_t mtype, const
 		else if (chunk > n)
 			chunk = n;
 		if (H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
-		    (s->deflate && H5Pset_deflate(dcpl, (unsigned)s->deflate) < 0))
+		    (s->shuffle && H5Pset_shuffle(dcpl) < 0) ||
+		    (s->deflate && H5Pset_deflate(dcpl, (unsigned)s->deflate) < 0) ||
+		    (s->fletcher32 && H5Pset_fletcher32(dcpl) < 0))
 			goto out;
 	} else if (H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0) {
 		goto out;
@@ -530,20 +532,12 @@ out_v:
 /* Exit status of write_anndata.py when `import anndata` fails. */
 #define FX_NO_ANNDATA 3
 
-int fx_write_anndata(const char *path, uint64_t n_rows, uint64_t n_cols, double density,
-                     uint64_t seed, const char *compression)
+/* Run one of the Python fixture writers; 1 when its module is missing. */
+static int run_python(char *const argv[])
 {
-	char rows[24], cols[24], dens[32], sd[24], comp[32];
-	char *argv[] = { SCF_TEST_PYTHON, SCF_SOURCE_DIR "/tests/write_anndata.py", (char *)path,
-	                 rows, cols, dens, sd, comp, NULL };
 	pid_t pid;
 	int status, err;
 
-	snprintf(rows, sizeof(rows), "%" PRIu64, n_rows);
-	snprintf(cols, sizeof(cols), "%" PRIu64, n_cols);
-	snprintf(dens, sizeof(dens), "%.17g", density);
-	snprintf(sd, sizeof(sd), "%" PRIu64, seed);
-	snprintf(comp, sizeof(comp), "%s", compression ? compression : "none");
 	err = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
 	if (err) {
 		fprintf(stderr, "fixtures: cannot run %s: %s\n", argv[0], strerror(err));
@@ -555,10 +549,38 @@ int fx_write_anndata(const char *path, uint64_t n_rows, uint64_t n_cols, double 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == FX_NO_ANNDATA)
 		return 1;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "fixtures: %s failed writing %s\n", argv[1], path);
+		fprintf(stderr, "fixtures: %s failed writing %s\n", argv[1], argv[2]);
 		return -1;
 	}
 	return 0;
+}
+
+int fx_write_anndata(const char *path, uint64_t n_rows, uint64_t n_cols, double density,
+                     uint64_t seed, const char *compression)
+{
+	char rows[24], cols[24], dens[32], sd[24], comp[32];
+	char *argv[] = { SCF_TEST_PYTHON, SCF_SOURCE_DIR "/tests/write_anndata.py", (char *)path,
+	                 rows, cols, dens, sd, comp, NULL };
+
+	snprintf(rows, sizeof(rows), "%" PRIu64, n_rows);
+	snprintf(cols, sizeof(cols), "%" PRIu64, n_cols);
+	snprintf(dens, sizeof(dens), "%.17g", density);
+	snprintf(sd, sizeof(sd), "%" PRIu64, seed);
+	snprintf(comp, sizeof(comp), "%s", compression ? compression : "none");
+	return run_python(argv);
+}
+
+int fx_write_h5py_csr(const char *path, uint64_t n_rows, uint64_t n_cols, uint64_t seed,
+                      const char *filters)
+{
+	char rows[24], cols[24], sd[24];
+	char *argv[] = { SCF_TEST_PYTHON, SCF_SOURCE_DIR "/tests/write_h5py_csr.py", (char *)path,
+	                 rows, cols, sd, (char *)filters, NULL };
+
+	snprintf(rows, sizeof(rows), "%" PRIu64, n_rows);
+	snprintf(cols, sizeof(cols), "%" PRIu64, n_cols);
+	snprintf(sd, sizeof(sd), "%" PRIu64, seed);
+	return run_python(argv);
 }
 
 /* ---- the reference reader ---- */

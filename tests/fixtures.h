@@ -24,7 +24,9 @@ typedef struct fx_csr_spec {
 	uint64_t chunk;       /* 0: contiguous data/indices; else elements per chunk */
 	int resizable;        /* chunked with unlimited max shape, as anndata writes */
 	int libver_latest;    /* H5F_LIBVER_LATEST: layout v4 indexes */
-	int deflate;          /* 0: none, else gzip level (a filter the engine may reject) */
+	int deflate;          /* 0: none, else gzip level */
+	int shuffle;          /* byte shuffle before deflate */
+	int fletcher32;       /* checksum after deflate */
 	uint32_t n_labels;    /* >0: obs/cell_type categorical, rows sorted by label */
 	uint64_t seed;
 } fx_csr_spec;
@@ -51,6 +53,15 @@ int fx_write_dense(const char *path, const fx_dense_spec *s);
  */
 int fx_write_anndata(const char *path, uint64_t n_rows, uint64_t n_cols,
                      double density, uint64_t seed, const char *compression);
+
+/*
+ * Write an .h5ad CSR matrix `X` with h5py and the given filters ("gzip1",
+ * "gzip9", "lzf", "shuffle-gzip", "shuffle-lzf", "gzip-fletcher"), plus an
+ * uncompressed twin `ref` of the same matrix that H5Dread can read even when
+ * the C library lacks the filter (lzf).  1 when h5py is missing.
+ */
+int fx_write_h5py_csr(const char *path, uint64_t n_rows, uint64_t n_cols, uint64_t seed,
+                      const char *filters);
 
 /* The reference: a matrix read whole through H5Dread, as CSR, doubles. */
 typedef struct fx_ref {

@@ -16,6 +16,7 @@
 
 #include "scfetch.h"
 #include "tests/fixtures.h"
+#include "tools/repack.h"
 
 static char *dir;
 
@@ -64,15 +65,16 @@ static void check_dense_row(const fx_ref *ref, const scf_batch *b, uint64_t j, f
  * Stream `epochs` epochs; check every cell; return the row-id sequence of
  * the first epoch (caller frees) and its length.
  */
-static uint64_t *stream_and_check(const char *path, const char *matrix, scf_options o,
-                                  int epochs, uint64_t *n_out, uint8_t *seen_out)
+static uint64_t *stream_against(const char *path, const char *matrix, const char *ref_path,
+                                const char *ref_matrix, scf_options o, int epochs,
+                                uint64_t *n_out, uint8_t *seen_out)
 {
 	char err[1024];
 	scf_loader *l;
 	fx_ref ref;
 	scf_info info;
 
-	cr_assert_eq(fx_ref_load(path, matrix ? matrix : "X", &ref), 0);
+	cr_assert_eq(fx_ref_load(ref_path, ref_matrix, &ref), 0);
 	o.matrix = matrix;
 	int rc = scf_open(&l, path, &o, err, sizeof(err));
 	cr_assert_eq(rc, 0, "scf_open: %s", err);
@@ -122,6 +124,13 @@ static uint64_t *stream_and_check(const char *path, const char *matrix, scf_opti
 	fx_ref_free(&ref);
 	*n_out = n;
 	return seq;
+}
+
+static uint64_t *stream_and_check(const char *path, const char *matrix, scf_options o,
+                                  int epochs, uint64_t *n_out, uint8_t *seen_out)
+{
+	return stream_against(path, matrix, path, matrix ? matrix : "X", o, epochs, n_out,
+	                      seen_out);
 }
 
 /* Full epochs must cover every row when one process reads everything. */
@@ -516,5 +525,132 @@ Test(engine, obs_columns_follow_their_rows)
 	cr_assert_eq(rc, SCF_E_NOT_H5AD);
 	cr_assert_not_null(strstr(err, "obs/no_such_column"), "%s", err);
 	free(ref);
+	free(p);
+}
+
+/* ---- compressed matrices: the engine's own decoders against H5Dread ---- */
+
+Test(engine, compressed_by_the_hdf5_c_writer)
+{
+	const struct { int level, shuffle, fletcher, index; uint64_t chunk; } c[] = {
+		{ 1, 0, 0, FX_I32, 1000 }, { 9, 0, 0, FX_I64, 333 }, { 4, 1, 0, FX_I32, 4096 },
+		{ 4, 1, 1, FX_I32, 777 }, { 0, 0, 1, FX_I32, 500 },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "z%zu.h5ad", i);
+		char *p = write_csr(name, (fx_csr_spec){ .n_rows = 1500, .n_cols = 600,
+			.mean_nnz = 40, .empty_every = 6, .index_type = c[i].index,
+			.indptr_type = FX_I64, .chunk = c[i].chunk, .resizable = 1,
+			.deflate = c[i].level, .shuffle = c[i].shuffle, .fletcher32 = c[i].fletcher,
+			.seed = 100 + i });
+		check_file(p, NULL, opts(32, 16, 4));
+		check_file(p, NULL, opts(16, 1, 8));
+		free(p);
+	}
+}
+
+Test(engine, compressed_by_h5py)
+{
+	const char *specs[] = { "gzip1", "gzip9", "lzf", "shuffle-gzip", "shuffle-lzf",
+	                        "gzip-fletcher" };
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		char *p = fx_path(dir, specs[i]);
+		int rc = fx_write_h5py_csr(p, 2000, 500, 7 + i, specs[i]);
+		if (rc == 1)
+			cr_skip_test("h5py is not installed (Debian: python3-h5py)");
+		cr_assert_eq(rc, 0, "%s", specs[i]);
+		uint64_t n;
+		free(stream_against(p, "X", p, "ref", opts(32, 8, 4), 2, &n, NULL));
+		cr_assert_eq(n, 2000, "%s", specs[i]);
+		free(stream_against(p, "X", p, "ref", opts(8, 1, 16), 1, &n, NULL));
+		free(p);
+	}
+}
+
+Test(engine, compressed_by_anndata)
+{
+	char *p = fx_path(dir, "anndata-gzip.h5ad");
+	int rc = fx_write_anndata(p, 3000, 800, 0.05, 71, "gzip");
+	if (rc == 1)
+		cr_skip_test("anndata is not installed (Debian: python3-anndata)");
+	cr_assert_eq(rc, 0);
+	check_file(p, NULL, opts(64, 16, 4));
+	check_file(p, "layers/counts", opts(64, 4, 8));
+	free(p);
+}
+
+/* repack: every row of the output equals the input's, whatever the codec. */
+Test(engine, repack_round_trip)
+{
+	char *in = write_csr("in.h5ad", (fx_csr_spec){ .n_rows = 2500, .n_cols = 900,
+		.mean_nnz = 60, .empty_every = 10, .data_type = FX_F64, .index_type = FX_I32,
+		.indptr_type = FX_I64, .chunk = 20000, .resizable = 1, .deflate = 4,
+		.n_labels = 5, .seed = 111 });
+	const int codecs[] = { SCF_CODEC_ZSTD, SCF_CODEC_DEFLATE, SCF_CODEC_NONE };
+	for (int i = 0; i < 3; i++) {
+		char name[32], err[512];
+		snprintf(name, sizeof(name), "out%d.h5ad", i);
+		char *out = fx_path(dir, name);
+		scf_repack_opts ro = { .matrix = "X", .chunk_rows = 3, .codec = codecs[i] };
+		cr_assert_eq(scf_repack(in, out, &ro, NULL, err, sizeof(err)), 0, "%s", err);
+		uint64_t n;
+		free(stream_against(out, "X", in, "X", opts(32, 4, 4), 1, &n, NULL));
+		cr_assert_eq(n, 2500);
+		int32_t *a = fx_read_codes(in, "obs/cell_type/codes", 2500);
+		int32_t *b = fx_read_codes(out, "obs/cell_type/codes", 2500);
+		cr_assert(a && b && memcmp(a, b, 2500 * 4) == 0, "obs must be copied");
+		free(a);
+		free(b);
+		free(out);
+	}
+	free(in);
+}
+
+/* A damaged chunk: an error naming the dataset and chunk, never a wrong row. */
+Test(engine, corrupt_chunk_is_an_error_not_a_wrong_row)
+{
+	char *p = write_csr("bad.h5ad", (fx_csr_spec){ .n_rows = 4000, .n_cols = 500,
+		.mean_nnz = 50, .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 2000,
+		.resizable = 1, .deflate = 4, .seed = 120 });
+	fx_ref ref;
+	cr_assert_eq(fx_ref_load(p, "X", &ref), 0);
+
+	/* flip bytes in the middle of one data chunk, found through HDF5 */
+	hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "X/data", H5P_DEFAULT);
+	haddr_t addr;
+	hsize_t size, off;
+	unsigned mask;
+	hid_t space = H5Dget_space(d);
+	cr_assert_geq(H5Dget_chunk_info(d, space, 40, &off, &mask, &addr, &size), 0);
+	H5Sclose(space);
+	H5Dclose(d);
+	H5Fclose(f);
+	int fd = open(p, O_RDWR);
+	uint8_t junk[16];
+	memset(junk, 0xa5, sizeof(junk));
+	cr_assert_eq(pwrite(fd, junk, sizeof(junk), (off_t)(addr + size / 2)), 16);
+	close(fd);
+
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	int rc;
+	uint64_t rows = 0;
+	scf_options o = opts(32, 8, 4);
+	o.strategy = SCF_STRATEGY_STREAMING;
+	cr_assert_eq(scf_open(&l, p, &o, err, sizeof(err)), 0, "%s", err);
+	while ((rc = scf_next(l, &b)) == 0) {
+		for (uint64_t j = 0; j < b->n_rows; j++)
+			check_csr_row(&ref, b, j);
+		rows += b->n_rows;
+		scf_release(l, b);
+	}
+	cr_assert_eq(rc, SCF_E_CORRUPT, "rc %d after %lu rows: %s", rc, rows, scf_errmsg(l));
+	cr_assert_not_null(strstr(scf_errmsg(l), "X/data"), "%s", scf_errmsg(l));
+	cr_assert_not_null(strstr(scf_errmsg(l), "chunk 40"), "%s", scf_errmsg(l));
+	cr_assert_lt(rows, 4000);
+	scf_close(l);
+	fx_ref_free(&ref);
 	free(p);
 }
