@@ -27,6 +27,14 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the whole process (all threads), for cost per GB. */
+static double cpu_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -155,6 +163,7 @@ static int bench_one(const char *path, const bench_cfg *c)
 	}
 	scf_info_get(l, &info);
 	waits = malloc(cap * sizeof(*waits));
+	double cpu0 = cpu_now_s();
 	t0 = now_s();
 	for (uint32_t e = 0; e < c->epochs && waits; e++) {
 		for (;;) {
@@ -181,6 +190,7 @@ static int bench_one(const char *path, const bench_cfg *c)
 			break;
 	}
 	t1 = now_s();
+	double cpu_s = cpu_now_s() - cpu0;
 	scf_stats_get(l, &st);
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", scf_errmsg(l));
@@ -192,16 +202,18 @@ static int bench_one(const char *path, const bench_cfg *c)
 	double secs = t1 - t0;
 	printf("%-6s block %-5u fetch %-5u batch %-4u | %9.0f cells/s %8.1f MB/s delivered "
 	       "%8.1f MB/s read | wait p50 %7.1f us p99 %8.1f us max %8.1f us | "
-	       "amp %.2f reads %llu (%.1f KiB avg) requeued %llu | %s%s\n",
+	       "amp %.2f decode x%.2f reads %llu (%.1f KiB avg) requeued %llu | cpu %.2f s/GB | %s%s\n",
 	       c->o.strategy == SCF_STRATEGY_STREAMING ? "stream" : "block",
 	       c->o.block_size, c->o.fetch_factor, c->o.batch_size ? c->o.batch_size : 64,
 	       rows / secs, st.bytes_requested / secs / 1e6, st.bytes_read / secs / 1e6,
 	       nb ? waits[nb / 2] / 1e3 : 0.0, nb ? waits[(nb * 99) / 100] / 1e3 : 0.0,
 	       st.max_wait_ns / 1e3,
 	       st.bytes_requested ? (double)st.bytes_read / st.bytes_requested : 0.0,
+	       st.bytes_requested ? (double)st.bytes_decoded / st.bytes_requested : 0.0,
 	       (unsigned long long)st.reads_submitted,
 	       st.reads_submitted ? st.bytes_read / 1024.0 / st.reads_submitted : 0.0,
 	       (unsigned long long)st.reads_requeued,
+	       st.bytes_requested ? cpu_s / (st.bytes_requested / 1e9) : 0.0,
 	       st.direct ? "O_DIRECT" : "buffered", st.pinned ? ", pinned" : ", not pinned");
 	fflush(stdout);
 	scf_close(l);
