@@ -1,0 +1,476 @@
+"""scfetch — shuffled minibatches of single-cell .h5ad matrices, from Python.
+
+A ctypes binding to libscfetch: no compiled extension.  A Loader streams one
+matrix of one file; iterating it yields Batch objects for one epoch, whose
+arrays are numpy views of the engine's own (page-locked) output buffers: no
+copy is made, and the buffer goes back to the engine when the last view of
+it is gone.
+
+    with scfetch.Loader("atlas.h5ad", batch_size=64, obs=["cell_type"]) as loader:
+        for epoch in range(3):
+            loader.set_epoch(epoch)
+            for batch in loader:
+                x = batch.to_scipy()        # csr_matrix over the engine's arrays
+                y = batch.obs[:, 0]         # int32 codes of cell_type
+
+PyTorch: scfetch.torch.SCFetchDataset.  Command line: python3 -m scfetch.
+"""
+import ctypes
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from . import _capi as C
+
+_lib, library_path = C.load()
+_v = _lib.scf_version()
+__version__ = f"{_v // 10000}.{_v // 100 % 100}.{_v % 100}"
+
+__all__ = ["Loader", "Batch", "Error", "Allocator", "library_path", "__version__"]
+
+
+class Error(OSError):
+    """An engine failure.
+
+    ``errno`` is the positive code: an errno value (ENOENT, EINVAL, ...) or
+    one of the library's own, 4001 corrupt, 4002 unsupported, 4003 not an
+    h5ad file or matrix not found, 4004 all output buffers held.
+    ``strerror`` is the engine's sentence, which names the file, the dataset
+    and what was wrong.
+    """
+
+    def __init__(self, code, message=""):
+        code = abs(int(code))
+        super().__init__(code, message or _lib.scf_strerror(-code).decode())
+
+
+class Allocator:
+    """Output buffers from Python callables, for memory a framework owns.
+
+    ``alloc(size) -> address`` (0 on failure) and ``free(address, size)``.
+    They are called from the engine's decode threads (ctypes takes the GIL
+    for them) and from close(); the callbacks stay referenced by this object,
+    which the Loader keeps until the engine is closed.
+    """
+
+    def __init__(self, alloc, free):
+        def _alloc(_opaque, size):
+            try:
+                return alloc(size) or None
+            except BaseException:  # an exception cannot cross into C: report NULL
+                return None
+
+        def _free(_opaque, ptr, size):
+            try:
+                free(ptr, size)
+            except BaseException:
+                pass
+
+        self._callbacks = (C.ALLOC_FN(_alloc), C.FREE_FN(_free))
+        self.struct = C.scf_allocator(self._callbacks[0], self._callbacks[1], None)
+
+
+class _Engine:
+    """Lifetime of one scf_loader*: closed when the Loader and every live
+    batch have let go of it, because scf_close() frees unreleased batches."""
+
+    __slots__ = ("ptr", "lock", "pending", "fin", "__weakref__")
+
+    def __init__(self, ptr, keep):
+        self.ptr = ptr
+        # scf_set_epoch() rewrites the slots without the engine's mutex, so it
+        # must not run beside an scf_release() from another thread (a batch
+        # dropped by a DataLoader's pin-memory or queue-feeder thread).
+        self.lock = threading.Lock()
+        self.pending = []  # batches whose release waits for the lock
+        # keep (options, strings, allocator callbacks the engine points at)
+        # rides along so that it outlives scf_close(), which frees through it.
+        self.fin = weakref.finalize(self, _close, ptr, keep)
+        _engines.add(self)
+
+    def drain(self):
+        """Release the pending batches, unless someone holds the lock.
+
+        Never blocks: it runs in finalizers, on whatever thread dropped the
+        last view, which may be an engine thread (a GC pass inside an
+        allocator callback) that set_epoch() is joining.  Whoever holds the
+        lock looks again after unlocking, so nothing is left behind."""
+        while self.pending:
+            if not self.lock.acquire(blocking=False):
+                return
+            try:
+                while self.pending:
+                    _lib.scf_release(self.ptr, self.pending.pop())
+            finally:
+                self.lock.release()
+
+
+def _close(ptr, keep):
+    _lib.scf_close(ptr)
+
+
+_engines = weakref.WeakSet()
+
+
+def _forget_engines_in_child():
+    """A forked child (a DataLoader worker) has the parent's engines in its
+    memory but none of their threads: never close or release them there."""
+    for e in list(_engines):
+        e.fin.detach()
+        e.ptr = None
+        e.lock = threading.Lock()
+        e.pending = []
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
+
+
+class _Lease:
+    """Held by every view of one batch; scf_release() runs when it dies."""
+
+    __slots__ = ("events", "__weakref__")
+
+    def __init__(self, engine, bp):
+        self.events = []  # CUDA events of copies still reading the buffer
+        weakref.finalize(self, _release, engine, bp, self.events)
+
+
+def _release(engine, bp, events):
+    if engine.ptr is None:
+        return  # inherited across fork(): the parent's to release
+    for ev in events:
+        ev.synchronize()  # never hand back memory a DMA is still reading
+    engine.pending.append(bp)
+    engine.drain()
+
+
+def _view(addr, ctype, dtype, n, lease):
+    """A numpy array over engine memory whose base chain ends at the lease."""
+    if n == 0 or not addr:
+        return np.empty(0, dtype)
+    buf = (ctype * n).from_address(addr)
+    buf._scfetch_lease = lease
+    return np.frombuffer(buf, dtype)
+
+
+class Batch:
+    """One minibatch, as numpy views of the engine's buffer (no copies).
+
+    CSR output: ``indptr`` (int64, n_rows + 1), ``indices`` (int32, nnz),
+    ``data`` (float32, nnz).  Dense output: ``data`` is float32
+    (n_rows, n_cols) and ``indptr``/``indices`` are None.  Always:
+    ``row_ids`` (uint64, the rows' global ids), ``obs`` (int32
+    (n_rows, n_obs) codes, -1 missing; None without obs columns),
+    ``obs_names`` and ``obs_categories`` ({column: [label, ...] or None for
+    an integer column}), ``epoch``, ``index`` (batch number in this rank's
+    epoch).
+
+    The buffer is given back when this object and every view taken from it
+    are gone; ``release()`` (or leaving ``with batch:``) drops this object's
+    own hold at once.  The engine has fetches_in_flight + 2 buffers of
+    fetch_factor batches each: holding batches from all of them stops the
+    stream with Error(4004).
+    """
+
+    __slots__ = ("n_rows", "n_cols", "nnz", "epoch", "index", "output", "indptr",
+                 "indices", "data", "row_ids", "obs", "obs_names", "obs_categories", "path",
+                 "_lease")
+
+    def __init__(self, loader, engine, bp):
+        b = bp.contents
+        lease = _Lease(engine, bp)
+        n, cols = b.n_rows, b.n_cols
+        self.n_rows, self.n_cols, self.nnz = n, cols, b.nnz
+        self.epoch, self.index = b.epoch, b.index
+        self.output = "dense" if b.output == C.OUTPUT["dense"] else "csr"
+        if self.output == "csr":
+            self.indptr = _view(b.indptr, ctypes.c_int64, np.int64, n + 1, lease)
+            self.indices = _view(b.indices, ctypes.c_int32, np.int32, b.nnz, lease)
+            self.data = _view(b.data, ctypes.c_float, np.float32, b.nnz, lease)
+        else:
+            self.indptr = self.indices = None
+            self.data = _view(b.data, ctypes.c_float, np.float32, n * cols, lease).reshape(n, cols)
+        self.row_ids = _view(b.row_ids, ctypes.c_uint64, np.uint64, n, lease)
+        self.obs = (_view(b.obs, ctypes.c_int32, np.int32, n * b.n_obs, lease).reshape(n, b.n_obs)
+                    if b.n_obs else None)
+        self.obs_names = loader.obs_names
+        self.obs_categories = loader.obs_categories
+        self.path = loader.path
+        self._lease = lease
+
+    def release(self):
+        """Drop this object's hold on the buffer: it goes back to the engine
+        at once unless views taken from it are still alive, then with the
+        last of them."""
+        self._lease = None
+        self.indptr = self.indices = self.data = self.row_ids = self.obs = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def _live(self):
+        if self._lease is None:
+            raise ValueError("batch already released")
+
+    def _index_arrays(self):
+        """indptr and indices of one dtype, as scipy and torch want them.
+
+        Narrowing indptr to int32 copies n_rows + 1 numbers and keeps the
+        nnz-long indices zero-copy; only a batch of 2^31 or more entries pays
+        for widening indices instead."""
+        if self.nnz < 2**31:
+            return self.indptr.astype(np.int32), self.indices
+        return self.indptr, self.indices.astype(np.int64)
+
+    def to_scipy(self):
+        """scipy.sparse.csr_matrix over ``data`` and ``indices`` (shared);
+        its indptr is an int32 copy.  A dense batch is converted (a copy)."""
+        import scipy.sparse as sp
+
+        self._live()
+        if self.output == "dense":
+            return sp.csr_matrix(self.data)
+        indptr, indices = self._index_arrays()
+        return sp.csr_matrix((self.data, indices, indptr), shape=(self.n_rows, self.n_cols),
+                             copy=False)
+
+    def to_torch(self, device=None, non_blocking=False):
+        """The matrix as a torch tensor sharing the engine's memory.
+
+        Dense: ``torch.from_numpy(data)``.  CSR: ``torch.sparse_csr_tensor``
+        whose values and col_indices are the engine's arrays and whose
+        crow_indices is an int32 copy of indptr (torch wants crow and col of
+        one dtype).  With ``device``, the tensor is copied there; a
+        non-blocking CUDA copy records an event, and the buffer is not given
+        back before that copy has finished.  torch checks that column ids
+        are sorted within each row (ValueError if the file's are not)."""
+        import torch
+
+        self._live()
+        if self.output == "dense":
+            x = torch.from_numpy(self.data)
+        else:
+            crow, col = self._index_arrays()
+            try:
+                x = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(col),
+                                            torch.from_numpy(self.data),
+                                            size=(self.n_rows, self.n_cols))
+            except RuntimeError as e:
+                if "sorted" not in str(e):
+                    raise
+                # h5ad allows unsorted rows; torch's CSR does not, and sorting
+                # here would cost a copy of every batch.
+                raise ValueError(f"{self.path}: column ids are not sorted within rows, "
+                                 "which torch's CSR tensors require; sort the file's "
+                                 "matrix (scipy: X.sort_indices()) or use output='dense'"
+                                 ) from None
+        if device is None:
+            return x
+        x = x.to(device, non_blocking=non_blocking)
+        if non_blocking and x.is_cuda:
+            ev = torch.cuda.Event()
+            ev.record()
+            self._lease.events.append(ev)
+        return x
+
+    def __len__(self):
+        return self.n_rows
+
+    def __repr__(self):
+        state = "" if self._lease is not None else ", released"
+        return (f"<scfetch.Batch {self.output} {self.n_rows}x{self.n_cols} nnz={self.nnz} "
+                f"epoch={self.epoch} index={self.index}{state}>")
+
+
+def _u32(name, value):
+    """None and 0 both mean 'the engine's default'."""
+    value = 0 if value is None else int(value)
+    if not 0 <= value < 2**32:
+        raise ValueError(f"scfetch: {name} = {value} is out of range")
+    return value
+
+
+def _choice(name, table, value):
+    if value not in table:
+        raise ValueError(f"scfetch: {name} must be one of {list(table)}, not {value!r}")
+    return table[value]
+
+
+class Loader:
+    """A stream of shuffled minibatches from one matrix of one .h5ad file.
+
+    The arguments mirror scf_options (include/scfetch.h): ``matrix`` "X",
+    "layers/<name>" or "raw/X"; ``strategy`` "block" (shuffled blocks of
+    ``block_size`` rows) or "stream" (file order); ``shuffle`` None (the
+    strategy's default), True or False for shuffling inside each fetch of
+    ``batch_size * fetch_factor`` rows; ``seed`` (epoch e uses seed + 1000 e);
+    ``rank``/``world_size`` and ``worker``/``num_workers`` select this
+    process's share; ``obs`` names obs columns delivered per row;
+    ``output`` "csr" or "dense"; ``direct=False`` reads through the page
+    cache; ``pin=False`` skips mlock(); ``allocator`` an Allocator for the
+    output buffers.  Numeric tuning arguments left None take the engine's
+    defaults.
+
+    Iterating yields the Batch objects of one epoch; the next iteration is
+    the next epoch.  Engine failures raise scfetch.Error.  Close with
+    close(), ``with``, or by dropping the last reference; batches still alive
+    then keep the engine open until they are gone.
+    """
+
+    def __init__(self, path, matrix="X", batch_size=64, block_size=16, fetch_factor=16,
+                 strategy="block", shuffle=None, drop_last=False, seed=0, epoch=0, rank=0,
+                 world_size=1, worker=0, num_workers=1, obs=(), output="csr",
+                 fetches_in_flight=None, queue_depth=None, max_read=None, coalesce_gap=None,
+                 threads=None, direct=True, pin=True, allocator=None):
+        self.path = os.fspath(path)
+        if isinstance(obs, str):
+            obs = [obs]
+        self.obs_names = tuple(obs)
+        o = C.scf_options()
+        o.size = ctypes.sizeof(C.scf_options)
+        o.flags = ((C.F_DROP_LAST if drop_last else 0) | (0 if direct else C.F_BUFFERED) |
+                   (0 if pin else C.F_NO_PIN))
+        matrix_b = matrix.encode()
+        o.matrix = matrix_b
+        o.strategy = _choice("strategy", C.STRATEGY, strategy)
+        o.fetch_shuffle = _choice("shuffle", C.FETCH_SHUFFLE, shuffle)
+        o.output = _choice("output", C.OUTPUT, output)
+        for name, value in (("batch_size", batch_size), ("block_size", block_size),
+                            ("fetch_factor", fetch_factor), ("epoch", epoch), ("rank", rank),
+                            ("world_size", world_size), ("worker", worker),
+                            ("num_workers", num_workers),
+                            ("fetches_in_flight", fetches_in_flight),
+                            ("queue_depth", queue_depth), ("max_read", max_read),
+                            ("coalesce_gap", coalesce_gap), ("threads", threads)):
+            setattr(o, name, _u32(name, value))
+        o.seed = int(seed) & (2**64 - 1)
+        names_b = [n.encode() for n in self.obs_names]
+        names_arr = (ctypes.c_char_p * max(1, len(names_b)))(*names_b)
+        if names_b:
+            o.obs = ctypes.cast(names_arr, ctypes.POINTER(ctypes.c_char_p))
+            o.n_obs = len(names_b)
+        if allocator is not None:
+            o.allocator = allocator.struct
+
+        ptr = ctypes.c_void_p()
+        err = ctypes.create_string_buffer(1024)
+        rc = _lib.scf_open(ctypes.byref(ptr), os.fsencode(self.path), ctypes.byref(o), err,
+                           len(err))
+        if rc < 0:
+            raise Error(rc, err.value.decode(errors="replace"))
+        # The engine keeps o's pointers (matrix, obs) and the allocator.
+        self._engine = _Engine(ptr.value, (o, matrix_b, names_b, names_arr, allocator))
+        self._epoch = int(epoch)
+        self._mid_epoch = False
+        self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
+
+    def _ptr(self):
+        if self._engine is None or self._engine.ptr is None:
+            raise ValueError("scfetch: operation on a closed Loader (or one inherited "
+                             "across fork(): open a Loader in each process)")
+        return self._engine.ptr
+
+    def _categories(self, column):
+        names = ctypes.POINTER(ctypes.c_char_p)()
+        n = ctypes.c_uint64()
+        rc = _lib.scf_obs_categories(self._ptr(), column, ctypes.byref(names), ctypes.byref(n))
+        if rc < 0:
+            raise Error(rc, f"{self.path}: obs column {self.obs_names[column]}")
+        if not names:
+            return None  # integer column: codes are the values
+        return [names[i].decode(errors="replace") for i in range(n.value)]
+
+    def _raise(self, rc):
+        raise Error(rc, _lib.scf_errmsg(self._ptr()).decode(errors="replace"))
+
+    def next_batch(self):
+        """The next Batch, or None at the end of the epoch (the call after
+        that starts the next epoch)."""
+        ptr = self._ptr()
+        bp = ctypes.POINTER(C.scf_batch)()
+        for _ in range(2):
+            self._engine.drain()
+            rc = _lib.scf_next(ptr, ctypes.byref(bp))
+            # A release another thread left pending may be all that is missing.
+            if rc != -C.E_BUFFERS_HELD or not self._engine.pending:
+                break
+        if rc == C.END_OF_EPOCH:
+            self._epoch += 1
+            self._mid_epoch = False
+            return None
+        if rc < 0:
+            self._raise(rc)
+        self._mid_epoch = True
+        return Batch(self, self._engine, bp)
+
+    def __iter__(self):
+        """The batches of one epoch.  An iteration abandoned half-way is not
+        resumed: the next one starts the following epoch."""
+        if self._mid_epoch:
+            self.set_epoch(self._epoch + 1)
+        while True:
+            b = self.next_batch()
+            if b is None:
+                return
+            yield b
+
+    def set_epoch(self, epoch):
+        """Restart at the beginning of ``epoch`` (its order is a function of
+        seed and epoch only).  Batches still held stay valid."""
+        ptr = self._ptr()
+        with self._engine.lock:
+            rc = _lib.scf_set_epoch(ptr, _u32("epoch", epoch))
+        self._engine.drain()
+        if rc < 0:
+            self._raise(rc)
+        self._epoch = int(epoch)
+        self._mid_epoch = False
+
+    @property
+    def epoch(self):
+        """The epoch the next batch belongs to."""
+        return self._epoch
+
+    def info(self):
+        """Shape of the matrix, and this rank's and worker's share of an epoch."""
+        i = C.scf_info()
+        rc = _lib.scf_info_get(self._ptr(), ctypes.byref(i))
+        if rc < 0:
+            self._raise(rc)
+        d = {name: getattr(i, name) for name, _ in C.scf_info._fields_}
+        d["dense"] = bool(d["dense"])
+        return d
+
+    def stats(self):
+        """Cumulative counters since open (scf_stats)."""
+        s = C.scf_stats()
+        _lib.scf_stats_get(self._ptr(), ctypes.byref(s))
+        d = {name: getattr(s, name) for name, _ in C.scf_stats._fields_}
+        d["pinned"], d["direct"] = bool(d["pinned"]), bool(d["direct"])
+        return d
+
+    def __len__(self):
+        return self.info()["batches_per_epoch"]
+
+    def close(self):
+        """Close now, or, while batches are alive, as soon as they are gone."""
+        self._engine = None
+
+    @property
+    def closed(self):
+        return self._engine is None or self._engine.ptr is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._engine is None else f"epoch {self._epoch}"
+        return f"<scfetch.Loader {self.path!r} {state}>"

@@ -1,0 +1,157 @@
+"""scfetch.torch.SCFetchDataset in DataLoader loops: in-process, with
+workers, across two torch.distributed ranks."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="python3-torch is not installed")
+from torch.utils.data import DataLoader  # noqa: E402
+
+from scfetch.torch import SCFetchDataset  # noqa: E402
+
+FAST = dict(batch_size=64, block_size=8, fetch_factor=4, threads=1)
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
+
+def ids_of(items):
+    return np.concatenate([it["row_ids"].numpy() for it in items])
+
+
+def epoch_of(ds):
+    """(epochs seen, row ids) of one pass, copied: a kept tensor would hold
+    its engine buffer, and the engine has only a few."""
+    epochs, ids = set(), []
+    for it in ds:
+        epochs.add(it["epoch"])
+        ids.append(it["row_ids"].numpy().copy())
+    return epochs, np.concatenate(ids)
+
+
+def test_in_process_zero_copy_epoch(data):
+    x = data["x"]
+    ds = SCFetchDataset(data["sparse"], obs=["cell_type"], **FAST)
+    n = 0
+    seen = []
+    for item in DataLoader(ds, batch_size=None, num_workers=0):
+        X, ids = item["X"], item["row_ids"].numpy()
+        assert X.layout == torch.sparse_csr and X.dtype == torch.float32
+        assert X.col_indices().dtype == torch.int32 == X.crow_indices().dtype
+        ref = x[ids]
+        assert np.array_equal(X.values().numpy(), ref.data)
+        assert np.array_equal(X.col_indices().numpy(), ref.indices)
+        assert np.array_equal(X.crow_indices().numpy(), ref.indptr)
+        assert np.array_equal(item["obs"][:, 0].numpy(), data["codes"][ids])
+        seen.append(ids.copy())  # a kept view would hold its engine buffer
+        n += 1
+    assert n == len(ds)
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(x.shape[0]))
+
+
+def test_batch_tensors_share_the_engine_buffer(data):
+    import scfetch
+
+    with scfetch.Loader(data["sparse"], **FAST) as loader:
+        b = loader.next_batch()
+        X = b.to_torch()
+        assert X.values().data_ptr() == b.data.ctypes.data
+        assert X.col_indices().data_ptr() == b.indices.ctypes.data
+        saved = X.to_dense().clone()
+        del b  # the tensor keeps the buffer
+        for _ in loader:
+            pass
+        assert torch.equal(X.to_dense(), saved)
+
+
+def test_dense_tensors_share_the_engine_buffer(data):
+    x = data["x"]
+    ds = SCFetchDataset(data["sparse"], output="dense", **FAST)
+    item = next(iter(ds))
+    X = item["X"]
+    assert X.layout == torch.strided and X.shape == (64, x.shape[1])
+    assert np.array_equal(X.numpy(), x[item["row_ids"].numpy()].toarray())
+    ds.close()
+    del ds
+    assert float(X.sum()) == pytest.approx(float(x[item["row_ids"].numpy()].sum()))
+
+
+def test_epochs_in_process(data):
+    ds = SCFetchDataset(data["sparse"], **FAST)
+    first, second = epoch_of(ds), epoch_of(ds)  # no set_epoch(): the next epoch
+    assert first[0] == {0} and second[0] == {1}
+    assert not np.array_equal(first[1], second[1])
+    ds.set_epoch(0)
+    again = epoch_of(ds)
+    assert again[0] == {0} and np.array_equal(again[1], first[1])
+    ds.set_epoch(5)
+    assert epoch_of(ds)[0] == {5}
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_two_workers_complete_without_duplicates(data, persistent):
+    n_rows = data["x"].shape[0]
+    ds = SCFetchDataset(data["sparse"], obs=["cell_type"], **FAST)
+    dl = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=persistent)
+    orders = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        items = list(dl)
+        assert len(items) == len(ds) == len(dl)
+        assert {it["epoch"] for it in items} == {epoch}
+        ids = ids_of(items)
+        assert np.array_equal(np.sort(ids), np.arange(n_rows))  # complete, each once
+        it = items[0]  # CSR crossed the process boundary intact
+        assert it["X"].layout == torch.sparse_csr
+        assert np.array_equal(it["X"].to_dense().numpy(), data["x"][it["row_ids"].numpy()].toarray())
+        orders.append(ids)
+    # persistent workers never saw set_epoch(1): they counted it themselves
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_two_ranks_are_disjoint_and_complete(data, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    helper = os.path.join(os.path.dirname(__file__), "ddp_rank.py")
+    outs = [tmp_path / f"rank{r}.npy" for r in range(2)]
+    procs = [subprocess.Popen([sys.executable, helper, data["sparse"], str(r), "2", str(port),
+                               str(outs[r])]) for r in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    a, b = (np.load(o) for o in outs)
+    assert len(a) and len(b)
+    assert not set(a.tolist()) & set(b.tolist())
+    assert np.array_equal(np.sort(np.concatenate([a, b])), np.arange(data["x"].shape[0]))
+
+
+def test_pin_memory_cuda_is_never_faked(data):
+    from scfetch.torch import cuda_host_allocator
+
+    alloc = cuda_host_allocator()
+    if alloc is None:
+        ds = SCFetchDataset(data["sparse"], pin_memory="cuda", output="dense", **FAST)
+        with pytest.warns(UserWarning, match="pin_memory='cuda' skipped"):
+            item = next(iter(ds))
+        assert not item["X"].is_pinned() if torch.cuda.is_available() else True
+        return
+    ds = SCFetchDataset(data["sparse"], pin_memory="cuda", output="dense", device="cuda", **FAST)
+    for item in ds:
+        assert item["X"].is_cuda
+        ref = data["x"][item["row_ids"].cpu().numpy()].toarray()
+        assert np.array_equal(item["X"].cpu().numpy(), ref)
+    assert ds._loader.stats()["pinned"]
+
+
+def test_unsorted_rows(data):
+    ref = data["unsorted_x"]
+    with pytest.raises(ValueError, match="unsorted.h5ad: column ids are not sorted"):
+        next(iter(SCFetchDataset(data["unsorted"], **FAST)))
+    for item in SCFetchDataset(data["unsorted"], output="dense", **FAST):
+        assert np.array_equal(item["X"].numpy(), ref[item["row_ids"].numpy()].toarray())
+
+
+def test_unknown_argument():
+    with pytest.raises(TypeError):
+        SCFetchDataset("x.h5ad", num_workers=2)
