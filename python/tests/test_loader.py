@@ -274,14 +274,38 @@ def test_errors_name_the_file(data):
     assert e.value.errno == 22
 
 
-def test_options_layout_matches_the_header():
+def test_structs_match_the_header(tmp_path):
+    # The ctypes mirrors must track include/scfetch.h field for field: ask
+    # the C compiler for every offset and size and compare.
     import ctypes
+    import shutil
+    import subprocess
 
     from scfetch import _capi as C
 
-    # sizeof() of include/scfetch.h's structs on LP64 (gcc, x86-64 and arm64):
-    # a field added or reordered on one side only changes them.
-    assert ctypes.sizeof(C.scf_options) == 192
-    assert ctypes.sizeof(C.scf_batch) == 88
-    assert ctypes.sizeof(C.scf_stats) == 96
-    assert ctypes.sizeof(C.scf_info) == 48
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to read include/scfetch.h with")
+    include = os.path.join(os.path.dirname(__file__), "..", "..", "include")
+    structs = [C.scf_options, C.scf_batch, C.scf_stats, C.scf_info, C.scf_allocator]
+    lines, want = [], []
+    for st in structs:
+        lines.append(f'printf("%zu\\n", sizeof({st.__name__}));')
+        want.append(ctypes.sizeof(st))
+        for name, _ in st._fields_:
+            lines.append(f'printf("%zu\\n", offsetof({st.__name__}, {name}));')
+            want.append(getattr(st, name).offset)
+    src = tmp_path / "layout.c"
+    src.write_text("#include <stdio.h>\n#include <stddef.h>\n#include <scfetch.h>\n"
+                   "int main(void) {\n" + "\n".join(lines) + "\nreturn 0;\n}\n")
+    built = subprocess.run([cc, "-I", include, str(src), "-o", str(tmp_path / "layout")],
+                           capture_output=True, text=True)
+    errors = [ln for ln in built.stderr.splitlines() if "error" in ln]
+    assert built.returncode == 0, "python/scfetch/_capi.py names fields include/scfetch.h " \
+        "lacks:\n" + "\n".join(errors)
+    got = subprocess.run([str(tmp_path / "layout")], check=True, capture_output=True,
+                         text=True).stdout.split()
+    labels = [f"sizeof {st.__name__}" if i == 0 else f"{st.__name__}.{st._fields_[i - 1][0]}"
+              for st in structs for i in range(len(st._fields_) + 1)]
+    diff = [f"{lab}: C {g}, ctypes {w}" for lab, g, w in zip(labels, got, want) if int(g) != w]
+    assert not diff, "python/scfetch/_capi.py differs from include/scfetch.h: " + "; ".join(diff)
