@@ -38,7 +38,8 @@ int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows
 	s->idx = malloc(n * sizeof(int32_t));
 	s->pos_of = malloc(fetch_rows * sizeof(uint32_t));
 	s->out_off = malloc((fetch_rows + 1) * sizeof(uint64_t));
-	if (!s->vals || !s->idx || !s->pos_of || !s->out_off)
+	s->row_len = malloc((fetch_rows + 1) * sizeof(uint64_t));
+	if (!s->vals || !s->idx || !s->pos_of || !s->out_off || !s->row_len)
 		goto fail;
 	if (cache_init(&s->cache[0], &m->data) < 0)
 		goto fail;
@@ -61,6 +62,7 @@ void scf__scratch_free(scf__scratch *s)
 	free(s->idx);
 	free(s->pos_of);
 	free(s->out_off);
+	free(s->row_len);
 	for (int i = 0; i < 2; i++) {
 		free(s->cache[i].buf);
 		free(s->cache[i].ids);
@@ -235,21 +237,28 @@ typedef struct layout {
 	size_t row_ids, obs, indptr, indices, data, total;
 } layout;
 
+/*
+ * Entries a fetch may hold before compaction: the stored entries of its rows
+ * for a CSR file, or every cell of the delivered columns for a dense one.
+ */
+static uint64_t entry_bound(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n)
+{
+	return cfg->m->encoding == SCF__DENSE ? n * cfg->n_out_cols : p->nnz;
+}
+
 static layout plan_layout(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n)
 {
-	const scf__matrix *m = cfg->m;
 	uint64_t bs = cfg->batch_size, nb = (n + bs - 1) / bs;
-	uint64_t nnz = m->encoding == SCF__DENSE ? n * m->n_cols : p->nnz;
-	int output = cfg->output;
+	uint64_t nnz = entry_bound(cfg, p, n);
 	layout L;
 
 	L.row_ids = 0;
 	L.obs = L.row_ids + n * sizeof(uint64_t);
 	L.indptr = L.obs + (n * cfg->n_obs * sizeof(int32_t) + 7) / 8 * 8;
-	if (output == SCF_OUTPUT_DENSE) {
+	if (cfg->output == SCF_OUTPUT_DENSE) {
 		L.indices = L.indptr;
 		L.data = L.indptr;
-		L.total = L.data + n * m->n_cols * sizeof(float);
+		L.total = L.data + n * cfg->n_out_cols * sizeof(float);
 	} else {
 		L.indices = L.indptr + (n + nb) * sizeof(int64_t);
 		L.data = L.indices + (nnz * sizeof(int32_t) + 63) / 64 * 64;
@@ -265,72 +274,137 @@ size_t scf__assemble_bytes(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t
 }
 
 /*
- * Where each delivered row goes: delivery position, and (CSR from a CSR
- * file) its element offset in the fetch-wide indices/data arrays.
+ * Where each delivered row goes: its delivery position, and the start of
+ * its slot in the fetch-wide indices/data arrays (CSR output): exact for a
+ * CSR file without column selection, an upper bound otherwise (then rows
+ * are compacted after the scatter).
  */
-static void place_rows(const scf__matrix *m, const scf__fetch_order *o, uint32_t *pos_of,
-                       uint64_t *out_off, int csr_lengths)
+static void place_rows(const scf__asm_cfg *cfg, const scf__fetch_order *o,
+                       scf__scratch *sc)
 {
+	const scf__matrix *m = cfg->m;
+
 	for (uint64_t k = 0; k < o->n; k++)
-		pos_of[k] = NOT_DELIVERED;
+		sc->pos_of[k] = NOT_DELIVERED;
 	for (uint64_t i = 0; i < o->n_deliver; i++)
-		pos_of[o->perm[i]] = (uint32_t)i;
-	out_off[0] = 0;
+		sc->pos_of[o->perm[i]] = (uint32_t)i;
+	sc->out_off[0] = 0;
 	for (uint64_t i = 0; i < o->n_deliver; i++) {
 		uint64_t r = o->rows[o->perm[i]];
-		uint64_t len = csr_lengths ? (uint64_t)(m->indptr[r + 1] - m->indptr[r]) : m->n_cols;
-		out_off[i + 1] = out_off[i] + len;
+		uint64_t len = m->encoding == SCF__CSR ? (uint64_t)(m->indptr[r + 1] - m->indptr[r])
+		                                       : cfg->n_out_cols;
+		sc->out_off[i + 1] = sc->out_off[i] + len;
+		sc->row_len[i] = len;
 	}
 }
 
-/* Dense rows at data[i * n_cols] become CSR in place, in delivery order. */
-static void compact_dense(uint64_t n_cols, uint64_t n, float *data, int32_t *indices,
-                          uint64_t *out_off)
+/* Keep the selected columns of a CSR row, renumbered; returns entries kept. */
+static uint64_t select_entries(const int32_t *map, int32_t *idx, float *val, uint64_t n)
 {
 	uint64_t w = 0;
 
 	for (uint64_t i = 0; i < n; i++) {
-		const float *row = data + i * n_cols;
-		out_off[i] = w;
-		for (uint64_t c = 0; c < n_cols; c++) {
-			if (row[c] != 0.0f) {
-				indices[w] = (int32_t)c;
-				data[w++] = row[c]; /* w <= i*n_cols + c: never ahead of reading */
-			}
+		int32_t c = map[idx[i]];
+		if (c >= 0) {
+			idx[w] = c;
+			val[w++] = val[i];
 		}
+	}
+	return w;
+}
+
+/* Slide rows down so they follow each other; their slots never overlap ahead. */
+static void compact_rows(uint64_t n, uint64_t *out_off, const uint64_t *row_len,
+                         int32_t *indices, float *data)
+{
+	uint64_t w = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (out_off[i] != w) {
+			memmove(indices + w, indices + out_off[i], row_len[i] * sizeof(int32_t));
+			memmove(data + w, data + out_off[i], row_len[i] * sizeof(float));
+		}
+		out_off[i] = w;
+		w += row_len[i];
 	}
 	out_off[n] = w;
 }
 
-/* Visit rows in file order and write each into its final place. */
-static int scatter_rows(asm_ctx *a, const scf__fetch_order *o, int output,
+/* A dense row (n_cols values in sc->vals) as CSR entries of the delivered columns. */
+static uint64_t dense_to_csr(const scf__asm_cfg *cfg, const float *vals, int32_t *idx,
+                             float *val)
+{
+	uint64_t w = 0;
+
+	for (uint64_t c = 0; c < cfg->m->n_cols; c++) {
+		int32_t to = cfg->col_map ? cfg->col_map[c] : (int32_t)c;
+		if (to >= 0 && vals[c] != 0.0f) {
+			idx[w] = to;
+			val[w++] = vals[c];
+		}
+	}
+	return w;
+}
+
+/* One row of a CSR file into its dense output row. */
+static int csr_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, uint64_t row,
+                            float *out)
+{
+	scf__scratch *sc = a->sc;
+	int64_t n = gather_vals(a, k, sc->vals);
+
+	if (n < 0 || gather_idx(a, k, sc->idx, row) < 0)
+		return -1;
+	memset(out, 0, cfg->n_out_cols * sizeof(float));
+	for (int64_t i = 0; i < n; i++) {
+		int32_t to = cfg->col_map ? cfg->col_map[sc->idx[i]] : sc->idx[i];
+		if (to >= 0)
+			out[to] = sc->vals[i];
+	}
+	return 0;
+}
+
+/* One row of a dense file into its dense output row. */
+static int dense_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, float *out)
+{
+	if (!cfg->col_map)
+		return gather_vals(a, k, out) < 0 ? -1 : 0;
+	if (gather_vals(a, k, a->sc->vals) < 0)
+		return -1;
+	for (uint64_t c = 0; c < cfg->m->n_cols; c++)
+		if (cfg->col_map[c] >= 0)
+			out[cfg->col_map[c]] = a->sc->vals[c];
+	return 0;
+}
+
+/* Visit rows in file order and write each into its place. */
+static int scatter_rows(asm_ctx *a, const scf__asm_cfg *cfg, const scf__fetch_order *o,
                         int32_t *indices, float *data)
 {
-	const scf__matrix *m = a->m;
 	scf__scratch *sc = a->sc;
-	int dense_file = m->encoding == SCF__DENSE;
+	int dense_file = cfg->m->encoding == SCF__DENSE;
 
 	for (uint64_t k = 0; k < o->n; k++) {
 		uint32_t pos = sc->pos_of[k];
+		uint64_t off = sc->out_off[pos];
 		if (pos == NOT_DELIVERED)
 			continue;
-		if (dense_file) {
-			/* dense rows first; CSR output is compacted afterwards */
-			if (gather_vals(a, k, data + (uint64_t)pos * m->n_cols) < 0)
+		if (cfg->output == SCF_OUTPUT_DENSE) {
+			float *row = data + (uint64_t)pos * cfg->n_out_cols;
+			if ((dense_file ? dense_row_to_dense(a, cfg, k, row)
+			                : csr_row_to_dense(a, cfg, k, o->rows[k], row)) < 0)
 				return -1;
-		} else if (output == SCF_OUTPUT_CSR) {
-			uint64_t off = sc->out_off[pos];
+		} else if (dense_file) {
+			if (gather_vals(a, k, sc->vals) < 0)
+				return -1;
+			sc->row_len[pos] = dense_to_csr(cfg, sc->vals, indices + off, data + off);
+		} else {
 			if (gather_idx(a, k, indices + off, o->rows[k]) < 0 ||
 			    gather_vals(a, k, data + off) < 0)
 				return -1;
-		} else {
-			float *row = data + (uint64_t)pos * m->n_cols;
-			int64_t n = gather_vals(a, k, sc->vals);
-			if (n < 0 || gather_idx(a, k, sc->idx, o->rows[k]) < 0)
-				return -1;
-			memset(row, 0, m->n_cols * sizeof(float));
-			for (int64_t i = 0; i < n; i++)
-				row[sc->idx[i]] = sc->vals[i];
+			if (cfg->col_map)
+				sc->row_len[pos] = select_entries(cfg->col_map, indices + off, data + off,
+				                                  sc->row_len[pos]);
 		}
 	}
 	return 0;
@@ -351,7 +425,6 @@ static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
                              const layout *L, uint8_t *arena, const uint64_t *out_off,
                              scf_batch *batch)
 {
-	const scf__matrix *m = cfg->m;
 	uint64_t bs = cfg->batch_size;
 	int output = cfg->output;
 	uint64_t *row_ids = (uint64_t *)(arena + L->row_ids);
@@ -366,7 +439,7 @@ static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
 		uint64_t n = o->n_deliver - pos < bs ? o->n_deliver - pos : bs;
 		memset(b, 0, sizeof(*b));
 		b->n_rows = n;
-		b->n_cols = m->n_cols;
+		b->n_cols = cfg->n_out_cols;
 		b->output = (uint32_t)output;
 		b->row_ids = row_ids + pos;
 		b->n_obs = cfg->n_obs;
@@ -374,8 +447,8 @@ static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
 		for (uint64_t j = 0; j < n; j++)
 			b->row_ids[j] = o->rows[o->perm[pos + j]];
 		if (output == SCF_OUTPUT_DENSE) {
-			b->data = data + pos * m->n_cols;
-			b->nnz = n * m->n_cols;
+			b->data = data + pos * cfg->n_out_cols;
+			b->nnz = n * cfg->n_out_cols;
 			continue;
 		}
 		b->indptr = indptr + pos + nb;
@@ -401,14 +474,14 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 	int dense_file = m->encoding == SCF__DENSE;
 
 	err[0] = '\0';
-	place_rows(m, o, sc->pos_of, sc->out_off, !dense_file && output == SCF_OUTPUT_CSR);
-	if (scatter_rows(&a, o, output, indices, data) < 0) {
+	place_rows(cfg, o, sc);
+	if (scatter_rows(&a, cfg, o, indices, data) < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s: cannot assemble a fetch", m->path, m->key);
 		return SCF_E_CORRUPT;
 	}
-	if (dense_file && output == SCF_OUTPUT_CSR)
-		compact_dense(m->n_cols, o->n_deliver, data, indices, sc->out_off);
+	if (output == SCF_OUTPUT_CSR && (dense_file || cfg->col_map))
+		compact_rows(o->n_deliver, sc->out_off, sc->row_len, indices, data);
 	fill_obs(cfg, o, (int32_t *)(arena + L.obs));
 	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);
 	return 0;

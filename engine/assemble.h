@@ -34,6 +34,7 @@ typedef struct scf__scratch {
 	int32_t *idx;
 	uint32_t *pos_of;    /* fetch row -> delivery position */
 	uint64_t *out_off;   /* delivery position -> element offset in the arena */
+	uint64_t *row_len;   /* delivery position -> entries kept (column selection) */
 	scf__filter_ctx *fctx;
 	scf__chunk_cache cache[2]; /* data, indices */
 	uint64_t decoded;    /* bytes decoded by this worker (statistics) */
@@ -49,6 +50,8 @@ typedef struct scf__asm_cfg {
 	uint32_t n_obs;
 	uint32_t batch_size;
 	int output;
+	const int32_t *col_map;  /* column selection: n_cols entries, -1 dropped; or NULL */
+	uint64_t n_out_cols;     /* columns delivered */
 } scf__asm_cfg;
 
 /* Arena bytes a fetch needs for its batches. */

@@ -62,7 +62,9 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 {
 	memset(o, 0, sizeof(*o));
 	if (in) {
-		if (in->size < offsetof(scf_options, reserved) || in->size > sizeof(*in))
+		/* the first version's struct ended after `allocator` */
+		if (in->size < offsetof(scf_options, allocator) + sizeof(scf_allocator) ||
+		    in->size > sizeof(*in))
 			return bad_option(errbuf, errlen, path,
 			                  "size = %u; set it to sizeof(scf_options)", in->size);
 		memcpy(o, in, in->size);
@@ -85,7 +87,7 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	DEFAULT(max_read, 1u << 20);
 	DEFAULT(coalesce_gap, 32u << 10);
 	DEFAULT(threads, cores > 0 ? (uint32_t)cores : 1);
-	BOUND(strategy, 1, 2);
+	BOUND(strategy, 1, 4);
 	BOUND(fetch_shuffle, 0, 2);
 	BOUND(output, 0, 1);
 	BOUND(batch_size, 1, 1u << 20);
@@ -98,6 +100,18 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	BOUND(max_read, 4096, 64u << 20);
 	BOUND(threads, 1, 256);
 	BOUND(n_obs, 0, 64);
+	if (o->strategy == SCF_STRATEGY_BLOCK_WEIGHTED && !o->weights)
+		return bad_option(errbuf, errlen, path, "BLOCK_WEIGHTED needs weights");
+	if (o->strategy == SCF_STRATEGY_CLASS_BALANCED && !o->balance_obs)
+		return bad_option(errbuf, errlen, path, "CLASS_BALANCED needs balance_obs");
+	if (o->weights && o->strategy != SCF_STRATEGY_BLOCK_WEIGHTED)
+		return bad_option(errbuf, errlen, path, "weights are for BLOCK_WEIGHTED only");
+	if (o->n_indices && !o->indices)
+		return bad_option(errbuf, errlen, path, "n_indices = %llu but indices is NULL",
+		                  (unsigned long long)o->n_indices);
+	if (o->n_columns && !o->columns)
+		return bad_option(errbuf, errlen, path, "n_columns = %u but columns is NULL",
+		                  o->n_columns);
 	if (o->n_obs && !o->obs)
 		return bad_option(errbuf, errlen, path, "n_obs = %u but obs is NULL", o->n_obs);
 	if ((uint64_t)o->batch_size * o->fetch_factor > UINT32_MAX)
@@ -318,6 +332,140 @@ int scf_obs_categories(const scf_loader *l, uint32_t column, const char *const *
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The rows to sample from, sorted for I/O, each valid and given once. */
+static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	uint64_t n = l->o.n_indices;
+
+	l->subset = malloc((n ? n : 1) * sizeof(uint64_t));
+	if (!l->subset)
+		return -ENOMEM;
+	memcpy(l->subset, l->o.indices, n * sizeof(uint64_t));
+	qsort(l->subset, n, sizeof(uint64_t), cmp_u64);
+	for (uint64_t i = 0; i < n; i++) {
+		if (l->subset[i] >= l->m.n_rows || (i && l->subset[i] == l->subset[i - 1])) {
+			snprintf(errbuf, errlen, "%s: invalid options: indices holds row %llu %s",
+			         path, (unsigned long long)l->subset[i],
+			         l->subset[i] >= l->m.n_rows ? "past the last row" : "twice");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Per-row weights in subset order.  Caller's weights follow `indices` order
+ * when indices are given, so they are permuted with the sort.
+ */
+static int prepare_weights(scf_loader *l)
+{
+	uint64_t n = l->o.indices ? l->o.n_indices : l->m.n_rows;
+
+	l->weights = malloc((n ? n : 1) * sizeof(double));
+	if (!l->weights)
+		return -ENOMEM;
+	if (!l->o.indices) {
+		memcpy(l->weights, l->o.weights, n * sizeof(double));
+		return 0;
+	}
+	uint64_t *order = malloc((n ? n : 1) * 2 * sizeof(uint64_t));
+	if (!order)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) { /* (row, position) pairs sorted by row */
+		order[2 * i] = l->o.indices[i];
+		order[2 * i + 1] = i;
+	}
+	qsort(order, n, 2 * sizeof(uint64_t), cmp_u64);
+	for (uint64_t i = 0; i < n; i++)
+		l->weights[i] = l->o.weights[order[2 * i + 1]];
+	free(order);
+	return 0;
+}
+
+/* Class-balanced weights: 1 / (rows of the class), 0 for missing labels. */
+static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	uint64_t n = l->subset ? l->o.n_indices : l->m.n_rows;
+	scf__obs_col col;
+	int rc = scf__obs_load(&col, path, l->o.balance_obs, l->m.n_rows, errbuf, errlen);
+
+	if (rc < 0)
+		return rc;
+	int32_t max = -1;
+	for (uint64_t r = 0; r < l->m.n_rows; r++)
+		max = col.codes[r] > max ? col.codes[r] : max;
+	uint64_t *count = calloc((size_t)max + 2, sizeof(uint64_t));
+	l->weights = malloc((n ? n : 1) * sizeof(double));
+	if (!count || !l->weights) {
+		free(count);
+		scf__obs_free(&col);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		int32_t c = col.codes[l->subset ? l->subset[i] : i];
+		count[c + 1]++;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		int32_t c = col.codes[l->subset ? l->subset[i] : i];
+		l->weights[i] = c < 0 ? 0.0 : 1.0 / (double)count[c + 1];
+	}
+	free(count);
+	scf__obs_free(&col);
+	return 0;
+}
+
+/* Column selection: old column -> new column, -1 for dropped columns. */
+static int prepare_columns(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	l->col_map = malloc(l->m.n_cols * sizeof(int32_t) + 1);
+	if (!l->col_map)
+		return -ENOMEM;
+	memset(l->col_map, 0xff, l->m.n_cols * sizeof(int32_t));
+	for (uint32_t i = 0; i < l->o.n_columns; i++) {
+		int32_t c = l->o.columns[i];
+		if (c < 0 || (uint64_t)c >= l->m.n_cols || l->col_map[c] >= 0) {
+			snprintf(errbuf, errlen, "%s: invalid options: columns[%u] = %d is %s", path,
+			         i, c, c < 0 || (uint64_t)c >= l->m.n_cols ? "outside the matrix"
+			                                               : "given twice");
+			return -EINVAL;
+		}
+		l->col_map[c] = (int32_t)i;
+	}
+	return 0;
+}
+
+/* Subsets, weights and column selections, checked and copied at open. */
+static int prepare_selection(scf_loader *l, const char *path, char *errbuf, size_t errlen)
+{
+	int rc = 0;
+
+	if (l->o.indices)
+		rc = prepare_subset(l, path, errbuf, errlen);
+	if (rc == 0 && l->o.weights)
+		rc = prepare_weights(l);
+	if (rc == 0 && l->o.strategy == SCF_STRATEGY_CLASS_BALANCED)
+		rc = balance_weights(l, path, errbuf, errlen);
+	if (rc == 0 && l->o.columns)
+		rc = prepare_columns(l, path, errbuf, errlen);
+	return rc;
+}
+
+static void free_selection(scf_loader *l)
+{
+	free(l->subset);
+	free(l->weights);
+	free(l->col_map);
+	l->subset = NULL;
+	l->weights = NULL;
+	l->col_map = NULL;
+}
+
 static int alloc_slots(scf_loader *l)
 {
 	uint64_t fs = scf__sampler_fetch_rows(&l->smp);
@@ -358,9 +506,15 @@ static int init_sampler(scf_loader *l)
 {
 	scf__sampler_cfg c = {
 		.n_rows = l->m.n_rows,
+		.subset = l->subset,
+		.n_subset = l->o.n_indices,
+		.weights = l->weights,
+		.total_size = l->o.total_size,
+		.replace = !(l->o.flags & SCF_F_NO_REPLACEMENT),
 		.streaming = l->o.strategy == SCF_STRATEGY_STREAMING,
 		.fetch_shuffle = l->o.fetch_shuffle == SCF_FETCH_SHUFFLE_ON,
 		.drop_last = !!(l->o.flags & SCF_F_DROP_LAST),
+		.even_ranks = !!(l->o.flags & SCF_F_EVEN_RANKS),
 		.batch_size = l->o.batch_size,
 		.block_size = l->o.block_size,
 		.fetch_factor = l->o.fetch_factor,
@@ -372,6 +526,11 @@ static int init_sampler(scf_loader *l)
 
 	if (rc < 0)
 		return rc;
+	/* The caller's arrays need not outlive scf_open. */
+	l->o.indices = NULL;
+	l->o.weights = NULL;
+	l->o.columns = NULL;
+	l->o.balance_obs = NULL;
 	scf__sampler_epoch(&l->smp, l->o.epoch);
 	scf__sampler_counts(&l->smp, &l->batches_per_epoch, &l->rows_per_epoch);
 	l->prod_epoch = l->cons_epoch = l->o.epoch;
@@ -418,12 +577,21 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 	if (rc < 0)
 		goto fail_matrix;
 	l->o.obs = NULL; /* the caller's array need not outlive scf_open */
+	rc = prepare_selection(l, path, errbuf, errlen);
+	if (rc < 0)
+		goto fail_matrix;
 	l->acfg = (scf__asm_cfg){ .m = &l->m, .obs = l->obs, .n_obs = l->n_obs,
-	                          .batch_size = l->o.batch_size, .output = (int)l->o.output };
+	                          .batch_size = l->o.batch_size, .output = (int)l->o.output,
+	                          .col_map = l->col_map,
+	                          .n_out_cols = l->col_map ? l->o.n_columns : l->m.n_cols };
 	rc = init_sampler(l);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
-		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)" : scf_strerror(rc));
+		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)"
+		         : rc == -ERANGE ? "total_size exceeds the rows with positive weight "
+		                           "(drawing without replacement)"
+		         : rc == -EINVAL ? "weights must be finite, >= 0, and not all 0"
+		         : scf_strerror(rc));
 		goto fail_matrix;
 	}
 	l->pcfg.align = l->direct ? 4096 : 1;
@@ -466,6 +634,7 @@ fail_slots:
 	free_slots(l);
 	scf__sampler_free(&l->smp);
 fail_matrix:
+	free_selection(l);
 	free_obs(l);
 	scf__h5ad_free(&l->m);
 fail_fd:
@@ -534,7 +703,19 @@ int scf_next(scf_loader *l, scf_batch **out)
 			rc = SCF_END_OF_EPOCH;
 			break;
 		}
-		if ((s = find_seq(l, l->cons_seq)) != NULL) {
+		if ((s = find_seq(l, l->cons_seq)) != NULL && l->skip_batches) {
+			/* resuming inside this fetch: its first batches were consumed before */
+			s->handed = (uint32_t)l->skip_batches;
+			l->skip_batches = 0;
+			if (s->handed >= s->n_batch) {
+				s->handed = s->n_batch;
+				l->cons_seq++;
+				if (!s->held)
+					s->state = SLOT_FREE;
+				continue;
+			}
+		}
+		if (s) {
 			*out = take_batch(l, s);
 			rc = 0;
 			break;
@@ -587,36 +768,125 @@ void scf_release(scf_loader *l, scf_batch *b)
 		scf__uring_wake(&l->u);
 }
 
-int scf_set_epoch(scf_loader *l, uint32_t epoch)
+/*
+ * Stop the pipeline and start it again at batch `batch` of `epoch`.  Held
+ * batches stay valid: their slots wait for release as orphans.
+ */
+static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 {
+	uint32_t ff = l->o.fetch_factor;
 	int rc;
 
-	pthread_mutex_lock(&l->mu);
-	int at_start = l->cons_epoch == epoch && l->cons_batch == 0 && l->err == 0;
-	pthread_mutex_unlock(&l->mu);
-	if (at_start)
-		return 0;
 	scf__pipeline_stop(l);
-	/* Held batches stay valid: their slots wait for release as orphans. */
+	/* other threads may still release batches: change slots under the lock */
+	pthread_mutex_lock(&l->mu);
 	for (unsigned i = 0; i < l->n_slots; i++) {
 		scf__slot *s = &l->slots[i];
 		s->state = s->held ? SLOT_ORPHAN : SLOT_FREE;
 		s->handed = s->n_batch = 0;
 	}
 	l->prod_epoch = l->cons_epoch = epoch;
-	l->prod_k = 0;
+	l->prod_k = batch / ff;       /* every fetch but an epoch's last has ff batches */
+	l->skip_batches = batch % ff;
 	l->cons_seq = l->prod_seq;
-	l->cons_batch = 0;
+	l->cons_batch = batch;
 	l->err = 0;
 	l->errmsg[0] = '\0';
+	pthread_mutex_unlock(&l->mu);
 	rc = scf__pipeline_start(l);
 	if (rc < 0) {
+		pthread_mutex_lock(&l->mu);
 		snprintf(l->errmsg, sizeof(l->errmsg), "%s: cannot restart threads: %s",
 		         l->m.path, strerror(-rc));
 		l->err = rc;
 		l->err_seq = 0;
+		pthread_mutex_unlock(&l->mu);
 	}
 	return rc;
+}
+
+int scf_set_epoch(scf_loader *l, uint32_t epoch)
+{
+	pthread_mutex_lock(&l->mu);
+	int at_start = l->cons_epoch == epoch && l->cons_batch == 0 && l->err == 0;
+	pthread_mutex_unlock(&l->mu);
+	return at_start ? 0 : restart_at(l, epoch, 0);
+}
+
+/* FNV-1a over what decides the order of batches: a state fits only its own stream. */
+static uint64_t config_hash(const scf_loader *l)
+{
+	uint64_t v[] = { l->m.n_rows, l->m.nnz, l->o.strategy, l->o.fetch_shuffle, l->o.flags &
+	                 (SCF_F_DROP_LAST | SCF_F_NO_REPLACEMENT | SCF_F_EVEN_RANKS),
+	                 l->o.batch_size,
+	                 l->o.block_size, l->o.fetch_factor, l->o.seed, l->o.rank,
+	                 l->o.world_size, l->o.worker, l->o.num_workers, l->o.n_indices,
+	                 l->o.total_size, l->batches_per_epoch };
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const uint8_t *p = (const uint8_t *)v;
+
+	for (size_t i = 0; i < sizeof(v); i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	for (uint64_t i = 0; l->subset && i < l->o.n_indices; i++)
+		h = (h ^ l->subset[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+int scf_state_save(scf_loader *l, scf_state *out)
+{
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	out->version = 1;
+	out->config_hash = config_hash(l);
+	out->seed = l->o.seed;
+	pthread_mutex_lock(&l->mu);
+	out->epoch = l->cons_epoch;
+	out->batch = l->cons_batch;
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
+int scf_state_load(scf_loader *l, const scf_state *st)
+{
+	if (!st || st->size != sizeof(*st) || st->version != 1 ||
+	    st->config_hash != config_hash(l) || st->batch > l->batches_per_epoch) {
+		snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: saved state does not fit this "
+		         "loader (other file, options or version)", l->m.path, l->m.key);
+		return -EINVAL;
+	}
+	return restart_at(l, st->epoch, st->batch);
+}
+
+int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_parts,
+              uint32_t *part_of_row)
+{
+	double sum = 0;
+	uint64_t *perm, at = 0;
+
+	if (!fractions || !part_of_row || n_parts == 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n_parts; i++) {
+		if (!(fractions[i] >= 0))
+			return -EINVAL;
+		sum += fractions[i];
+	}
+	if (sum < 0.999999 || sum > 1.000001)
+		return -EINVAL;
+	perm = malloc((n ? n : 1) * sizeof(uint64_t));
+	if (!perm)
+		return -ENOMEM;
+	scf__shuffle_ids(perm, n, seed);
+	double acc = 0;
+	for (uint32_t p = 0; p < n_parts; p++) {
+		acc += fractions[p];
+		uint64_t end = p + 1 == n_parts ? n : (uint64_t)(acc * (double)n + 0.5);
+		for (; at < end && at < n; at++)
+			part_of_row[perm[at]] = p;
+	}
+	free(perm);
+	return 0;
 }
 
 int scf_info_get(const scf_loader *l, scf_info *out)
@@ -628,6 +898,9 @@ int scf_info_get(const scf_loader *l, scf_info *out)
 	out->dense = l->m.encoding == SCF__DENSE;
 	out->batches_per_epoch = l->batches_per_epoch;
 	out->rows_per_epoch = l->rows_per_epoch;
+	out->output_buffers = l->n_slots;
+	out->batches_per_buffer = l->o.fetch_factor;
+	out->n_cols_out = l->acfg.n_out_cols;
 	return 0;
 }
 
@@ -659,6 +932,7 @@ void scf_close(scf_loader *l)
 	free(l->workers);
 	free_slots(l);
 	scf__sampler_free(&l->smp);
+	free_selection(l);
 	free_obs(l);
 	scf__h5ad_free(&l->m);
 	close(l->fd);

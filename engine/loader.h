@@ -57,6 +57,10 @@ struct scf_loader {
 	scf__matrix m;
 	scf__obs_col *obs;         /* n_obs requested obs columns */
 	uint32_t n_obs;
+	uint64_t *subset;          /* sorted rows to sample from, or NULL */
+	double *weights;           /* per subset row (or row), weighted strategies */
+	int32_t *col_map;          /* column selection: n_cols entries, -1 = dropped */
+	uint64_t skip_batches;     /* mu: batches of the first fetch to skip after a restart */
 	scf__asm_cfg acfg;
 	scf__sampler smp;          /* I/O thread */
 	scf__plan_cfg pcfg;

@@ -5,6 +5,7 @@
 #include "engine/sampler.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,26 +52,83 @@ static uint64_t rng_below(rng *r, uint64_t bound)
 	return (uint64_t)(m >> 64);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
 static uint64_t epoch_seed(const scf__sampler *s)
 {
 	return s->c.seed + 1000ULL * s->epoch;
 }
 
+/* Cumulative weights for draws with replacement; -EINVAL if none is positive. */
+static int build_cumulative(scf__sampler *s, uint64_t n)
+{
+	double total = 0;
+
+	s->cum = malloc((n ? n : 1) * sizeof(double));
+	if (!s->cum)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		double w = s->c.weights[i];
+		if (!(w >= 0) || w == __builtin_inf())
+			return -EINVAL; /* negative, NaN or infinite */
+		total += w;
+		s->cum[i] = total;
+	}
+	return total > 0 ? 0 : -EINVAL;
+}
+
+static int init_weighted(scf__sampler *s, uint64_t n)
+{
+	uint64_t positive = 0;
+
+	s->n_pop = s->c.total_size ? s->c.total_size : n;
+	s->drawn = malloc((s->n_pop ? s->n_pop : 1) * sizeof(uint64_t));
+	if (!s->drawn)
+		return -ENOMEM;
+	if (s->c.replace)
+		return build_cumulative(s, n);
+	for (uint64_t i = 0; i < n; i++) {
+		double w = s->c.weights[i];
+		if (!(w >= 0) || w == __builtin_inf())
+			return -EINVAL;
+		positive += w > 0;
+	}
+	if (s->n_pop > positive)
+		return -ERANGE; /* more draws than rows that can be drawn */
+	s->keys = malloc((n ? n : 1) * sizeof(double));
+	s->idx = malloc((n ? n : 1) * sizeof(uint64_t));
+	return s->keys && s->idx ? 0 : -ENOMEM;
+}
+
 int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c)
 {
+	uint64_t n = c->subset ? c->n_subset : c->n_rows;
+	int rc;
+
 	memset(s, 0, sizeof(*s));
 	if (c->batch_size == 0 || c->block_size == 0 || c->fetch_factor == 0 ||
 	    c->world_size == 0 || c->rank >= c->world_size || c->num_workers == 0 ||
 	    c->worker >= c->num_workers)
 		return -EINVAL;
 	s->c = *c;
+	s->n_pop = n;
+	if (c->weights && (rc = init_weighted(s, n)) < 0) {
+		scf__sampler_free(s);
+		return rc;
+	}
 	if (!c->streaming) {
-		uint64_t nb = (c->n_rows + c->block_size - 1) / c->block_size;
+		uint64_t nb = (s->n_pop + c->block_size - 1) / c->block_size;
 		if (nb > UINT32_MAX)
 			return -EOVERFLOW;
 		s->block_order = malloc((nb ? nb : 1) * sizeof(uint32_t));
-		if (!s->block_order)
+		if (!s->block_order) {
+			scf__sampler_free(s);
 			return -ENOMEM;
+		}
 	}
 	s->epoch = UINT32_MAX;
 	return 0;
@@ -79,7 +137,13 @@ int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c)
 void scf__sampler_free(scf__sampler *s)
 {
 	free(s->block_order);
+	free(s->drawn);
+	free(s->cum);
+	free(s->keys);
+	free(s->idx);
 	s->block_order = NULL;
+	s->drawn = s->idx = NULL;
+	s->cum = s->keys = NULL;
 }
 
 /* Ranks deal fetches round-robin; a rank's share is split among workers. */
@@ -87,6 +151,12 @@ static void assign_fetches(scf__sampler *s)
 {
 	const scf__sampler_cfg *c = &s->c;
 	uint64_t f = s->n_fetches;
+
+	if (c->even_ranks) {
+		/* only full fetches, as many as divide evenly among the ranks */
+		uint64_t full = s->seq_len / scf__sampler_fetch_rows(s);
+		f = full / c->world_size * c->world_size;
+	}
 	uint64_t mine = f > c->rank ? (f - c->rank + c->world_size - 1) / c->world_size : 0;
 	uint64_t lo = mine * c->worker / c->num_workers;
 	uint64_t hi = mine * (c->worker + 1) / c->num_workers;
@@ -99,8 +169,8 @@ static void assign_fetches(scf__sampler *s)
 static void build_block_order(scf__sampler *s)
 {
 	const scf__sampler_cfg *c = &s->c;
-	uint64_t full = c->n_rows / c->block_size;
-	uint64_t tail = c->n_rows % c->block_size;
+	uint64_t full = s->n_pop / c->block_size;
+	uint64_t tail = s->n_pop % c->block_size;
 	rng r;
 
 	s->n_blocks = full + (tail && !c->drop_last);
@@ -126,6 +196,61 @@ static void build_block_order(scf__sampler *s)
 	s->seq_len = full * c->block_size + s->tail_len;
 }
 
+/* Row id of population entry i. */
+static uint64_t pop_row(const scf__sampler *s, uint64_t i)
+{
+	if (s->drawn)
+		return s->drawn[i];
+	return s->c.subset ? s->c.subset[i] : i;
+}
+
+static int cmp_key_desc(const void *a, const void *b, void *keys_p)
+{
+	const double *keys = keys_p;
+	double x = keys[*(const uint64_t *)a], y = keys[*(const uint64_t *)b];
+	return (x < y) - (x > y);
+}
+
+/*
+ * This epoch's weighted draw, sorted so blocks stay contiguous on disk.
+ * With replacement: inverse-CDF draws.  Without: the k largest keys
+ * log(u)/w (Efraimidis-Spirakis), which is weighted sampling without
+ * replacement.
+ */
+static void draw_weighted(scf__sampler *s)
+{
+	uint64_t n = s->c.subset ? s->c.n_subset : s->c.n_rows;
+	rng r;
+
+	rng_seed(&r, epoch_seed(s) ^ 0x5851f42d4c957f2dULL);
+	if (s->c.replace) {
+		double total = s->cum[n - 1];
+		for (uint64_t k = 0; k < s->n_pop; k++) {
+			double u = (double)(rng_next(&r) >> 11) * 0x1.0p-53 * total;
+			uint64_t lo = 0, hi = n - 1;
+			while (lo < hi) { /* first i with cum[i] > u */
+				uint64_t mid = lo + (hi - lo) / 2;
+				if (s->cum[mid] > u)
+					hi = mid;
+				else
+					lo = mid + 1;
+			}
+			s->drawn[k] = s->c.subset ? s->c.subset[lo] : lo;
+		}
+	} else {
+		for (uint64_t i = 0; i < n; i++) {
+			double u = ((double)(rng_next(&r) >> 11) + 0.5) * 0x1.0p-53;
+			double w = s->c.weights[i];
+			s->keys[i] = w > 0 ? log(u) / w : -__builtin_inf();
+			s->idx[i] = i;
+		}
+		qsort_r(s->idx, n, sizeof(uint64_t), cmp_key_desc, s->keys);
+		for (uint64_t k = 0; k < s->n_pop; k++)
+			s->drawn[k] = s->c.subset ? s->c.subset[s->idx[k]] : s->idx[k];
+	}
+	qsort(s->drawn, s->n_pop, sizeof(uint64_t), cmp_u64);
+}
+
 int scf__sampler_epoch(scf__sampler *s, uint32_t epoch)
 {
 	uint64_t fs = scf__sampler_fetch_rows(s);
@@ -133,8 +258,10 @@ int scf__sampler_epoch(scf__sampler *s, uint32_t epoch)
 	if (s->epoch == epoch)
 		return 0;
 	s->epoch = epoch;
+	if (s->drawn)
+		draw_weighted(s);
 	if (s->c.streaming)
-		s->seq_len = s->c.n_rows;
+		s->seq_len = s->n_pop;
 	else
 		build_block_order(s);
 	s->n_fetches = (s->seq_len + fs - 1) / fs;
@@ -153,7 +280,7 @@ static uint64_t row_at(const scf__sampler *s, uint64_t p)
 	uint64_t bs = s->c.block_size, slot, off;
 
 	if (s->c.streaming)
-		return p;
+		return pop_row(s, p);
 	if (p < s->tail_slot * bs) {
 		slot = p / bs;
 		off = p % bs;
@@ -165,13 +292,7 @@ static uint64_t row_at(const scf__sampler *s, uint64_t p)
 		slot = s->tail_slot + 1 + q / bs;
 		off = q % bs;
 	}
-	return (uint64_t)s->block_order[slot] * bs + off;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
+	return pop_row(s, (uint64_t)s->block_order[slot] * bs + off);
 }
 
 /* Rows of a fetch come as runs of consecutive ids: sort only if needed. */
@@ -230,4 +351,19 @@ void scf__sampler_counts(const scf__sampler *s, uint64_t *batches, uint64_t *row
 	}
 	*batches = b;
 	*rows = r;
+}
+
+void scf__shuffle_ids(uint64_t *ids, uint64_t n, uint64_t seed)
+{
+	rng r;
+
+	rng_seed(&r, seed);
+	for (uint64_t i = 0; i < n; i++)
+		ids[i] = i;
+	for (uint64_t i = n; i > 1; i--) {
+		uint64_t j = rng_below(&r, i);
+		uint64_t t = ids[i - 1];
+		ids[i - 1] = ids[j];
+		ids[j] = t;
+	}
 }

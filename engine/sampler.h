@@ -4,6 +4,10 @@
  *   epoch seed = seed + 1000 * epoch;
  *   BlockShuffling: contiguous blocks of block_size rows in shuffled order,
  *   the short tail block among them at a random place (dropped by drop_last);
+ *   BlockWeighted: each epoch draws total_size rows with probability
+ *   proportional to their weights (with or without replacement), sorts the
+ *   draw and shuffles its blocks the same way;
+ *   any strategy may be restricted to a sorted subset of rows;
  *   Streaming: rows in order;
  *   the sequence is cut into fetches of batch_size * fetch_factor rows,
  *   fetch f belongs to rank f % world_size, a rank's fetches are split into
@@ -18,9 +22,15 @@
 
 typedef struct scf__sampler_cfg {
 	uint64_t n_rows;
+	const uint64_t *subset; /* sorted, unique rows to sample from (NULL: all) */
+	uint64_t n_subset;
+	const double *weights;  /* weighted sampling: one weight per subset row (or row) */
+	uint64_t total_size;    /* weighted: rows drawn per epoch */
+	int replace;            /* weighted: draw with replacement */
 	int streaming;         /* 1: Streaming, 0: BlockShuffling */
 	int fetch_shuffle;     /* shuffle rows inside each fetch */
 	int drop_last;         /* drop tail block and short last batch */
+	int even_ranks;        /* deal only full fetches, the same number to every rank */
 	uint32_t batch_size, block_size, fetch_factor;
 	uint64_t seed;
 	uint32_t rank, world_size, worker, num_workers;
@@ -28,6 +38,11 @@ typedef struct scf__sampler_cfg {
 
 typedef struct scf__sampler {
 	scf__sampler_cfg c;
+	uint64_t n_pop;         /* rows the epoch's blocks are cut from */
+	uint64_t *drawn;        /* weighted: this epoch's draw, sorted (n_pop entries) */
+	double *cum;            /* weighted with replacement: cumulative weights */
+	double *keys;           /* weighted without replacement: scratch */
+	uint64_t *idx;          /* weighted without replacement: scratch */
 	uint32_t epoch;         /* epoch whose order is built */
 	uint32_t *block_order;  /* BlockShuffling: slot -> block id */
 	uint64_t n_blocks;      /* blocks in block_order (tail included unless dropped) */
@@ -48,6 +63,7 @@ typedef struct scf__fetch_order {
 	uint64_t n_deliver;  /* rows delivered (n, or fewer when drop_last cuts) */
 } scf__fetch_order;
 
+/* cfg's subset and weights must outlive the sampler. */
 int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c);
 void scf__sampler_free(scf__sampler *s);
 
@@ -62,6 +78,9 @@ uint64_t scf__sampler_fetch_rows(const scf__sampler *s);
  * o->rows and o->perm must hold scf__sampler_fetch_rows() entries.
  */
 void scf__sampler_fetch(const scf__sampler *s, uint64_t k, scf__fetch_order *o);
+
+/* ids[0..n) = a seeded random permutation of 0..n-1 (for scf_split). */
+void scf__shuffle_ids(uint64_t *ids, uint64_t n, uint64_t seed);
 
 /* Batches and rows this worker delivers per epoch. */
 void scf__sampler_counts(const scf__sampler *s, uint64_t *batches, uint64_t *rows);

@@ -57,9 +57,13 @@ SCF_API const char *scf_strerror(int code);
 #define SCF_END_OF_EPOCH 1
 
 enum scf_strategy {
-	SCF_STRATEGY_DEFAULT = 0,        /* = BLOCK_SHUFFLING */
-	SCF_STRATEGY_STREAMING = 1,      /* rows in file order */
-	SCF_STRATEGY_BLOCK_SHUFFLING = 2 /* shuffled blocks of block_size rows */
+	SCF_STRATEGY_DEFAULT = 0,         /* = BLOCK_SHUFFLING */
+	SCF_STRATEGY_STREAMING = 1,       /* rows in file order */
+	SCF_STRATEGY_BLOCK_SHUFFLING = 2, /* shuffled blocks of block_size rows */
+	SCF_STRATEGY_BLOCK_WEIGHTED = 3,  /* each epoch draws total_size rows by weight,
+	                                     then shuffles blocks of the sorted draw */
+	SCF_STRATEGY_CLASS_BALANCED = 4   /* BLOCK_WEIGHTED with weights 1 / class size
+	                                     of obs column balance_obs */
 };
 
 enum scf_fetch_shuffle {
@@ -77,12 +81,18 @@ enum scf_output {
 #define SCF_F_DROP_LAST (1u << 0) /* drop the short tail block and short last batch */
 #define SCF_F_BUFFERED  (1u << 1) /* use the page cache instead of O_DIRECT */
 #define SCF_F_NO_PIN    (1u << 2) /* do not mlock() output buffers */
-#define SCF_F__ALL      ((1u << 3) - 1)
+#define SCF_F_NO_REPLACEMENT (1u << 3) /* weighted strategies draw without replacement */
+#define SCF_F_EVEN_RANKS (1u << 4) /* every rank gets the same number of batches: the
+                                      epoch's last fetches that cannot be dealt
+                                      evenly (and a short last fetch) are dropped */
+#define SCF_F__ALL      ((1u << 5) - 1)
 
 /*
  * Allocator for output buffers, so that a framework can supply page-locked
  * or device-registered memory.  alloc returns NULL on failure.  When no
- * allocator is given the library mmap()s and mlock()s its own.
+ * allocator is given the library mmap()s and mlock()s its own.  Both
+ * callbacks run on the library's decode threads and inside scf_close(), so
+ * they must be thread-safe.
  */
 typedef struct scf_allocator {
 	void *(*alloc)(void *opaque, size_t size);
@@ -92,8 +102,9 @@ typedef struct scf_allocator {
 
 /*
  * Options.  Set `size` to sizeof(scf_options); any field left 0 takes its
- * default; reserved fields must be 0 (else -EINVAL), so that later versions
- * can add fields without breaking callers built against this one.
+ * default; reserved fields must be 0 (else -EINVAL).  Fields are only ever
+ * added at the end (before `reserved`): a caller built against an older
+ * header passes a smaller size and the newer fields read as 0.
  */
 typedef struct scf_options {
 	uint32_t size;              /* sizeof(scf_options) */
@@ -121,7 +132,17 @@ typedef struct scf_options {
 	const char *const *obs;     /* obs columns delivered with each row (categorical
 	                               or integer), e.g. {"cell_type"}; at most 64 */
 	uint32_t n_obs;             /* entries in obs */
-	uint32_t _pad;
+	uint32_t n_columns;         /* entries in columns */
+	const int32_t *columns;     /* deliver only these genes (var indices), in this
+	                               order, renumbered 0..n_columns-1; NULL: all */
+	const uint64_t *indices;    /* sample only these rows (unique, any order), e.g. a
+	                               train split; NULL: all rows */
+	uint64_t n_indices;
+	const double *weights;      /* BLOCK_WEIGHTED: one weight >= 0 per row, or per
+	                               entry of indices when given */
+	uint64_t total_size;        /* weighted strategies: rows per epoch (default: as
+	                               many as there are rows to sample from) */
+	const char *balance_obs;    /* CLASS_BALANCED: the obs column of the classes */
 	uint64_t reserved[8];       /* must be 0 */
 } scf_options;
 
@@ -168,6 +189,10 @@ typedef struct scf_info {
 	uint32_t dense;           /* 1 if the matrix is a dense 2-D dataset */
 	uint64_t batches_per_epoch; /* for this rank and worker */
 	uint64_t rows_per_epoch;    /* for this rank and worker */
+	uint32_t output_buffers;    /* fetch buffers; a consumer holding batches of all of
+	                               them stalls the stream (SCF_E_BUFFERS_HELD) */
+	uint32_t batches_per_buffer;/* fetch_factor */
+	uint64_t n_cols_out;        /* columns delivered (after column selection) */
 } scf_info;
 
 /*
@@ -204,6 +229,34 @@ SCF_API void scf_stats_get(scf_loader *l, scf_stats *out);
  */
 SCF_API int scf_obs_categories(const scf_loader *l, uint32_t column,
                                const char *const **names, uint64_t *n);
+
+/*
+ * Where a stream stands, to resume a job killed mid-epoch exactly where it
+ * stopped: scf_state_save() after the last batch the job consumed, then on a
+ * loader opened with the same file and options, scf_state_load().  The next
+ * scf_next() returns the batch that would have come next; no row is seen
+ * twice and none is skipped.  -EINVAL when the options differ.
+ */
+typedef struct scf_state {
+	uint32_t size;        /* sizeof(scf_state) */
+	uint32_t version;     /* 1 */
+	uint64_t config_hash; /* options and matrix the position is valid for */
+	uint64_t seed;
+	uint32_t epoch;
+	uint32_t _pad;
+	uint64_t batch;       /* batches of `epoch` already consumed */
+} scf_state;
+
+SCF_API int scf_state_save(scf_loader *l, scf_state *out);
+SCF_API int scf_state_load(scf_loader *l, const scf_state *st);
+
+/*
+ * A seeded split of rows 0..n-1 into parts with the given fractions (summing
+ * to 1): part_of_row[r] receives the part of row r.  The same seed gives the
+ * same split on every machine; exact part sizes are round(fraction * n).
+ */
+SCF_API int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_parts,
+                      uint32_t *part_of_row);
 
 /* The sentence describing the last error, or "" when none. */
 SCF_API const char *scf_errmsg(const scf_loader *l);

@@ -28,7 +28,7 @@ _lib, library_path = C.load()
 _v = _lib.scf_version()
 __version__ = f"{_v // 10000}.{_v // 100 % 100}.{_v % 100}"
 
-__all__ = ["Loader", "Batch", "Error", "Allocator", "library_path", "__version__"]
+__all__ = ["Loader", "Batch", "Error", "Allocator", "split", "library_path", "__version__"]
 
 
 class Error(OSError):
@@ -301,6 +301,48 @@ def _choice(name, table, value):
     return table[value]
 
 
+def _selection(o, indices, weights, total_size, balance_obs, columns):
+    """Put the sampling and column options into o; returns the buffers that
+    must stay alive while scf_open reads them."""
+    import numpy as np
+    keep = []
+    if indices is not None:
+        idx = np.ascontiguousarray(indices, dtype=np.uint64)
+        o.indices = idx.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))
+        o.n_indices = idx.size
+        keep.append(idx)
+    if weights is not None:
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+        o.weights = w.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        keep.append(w)
+    if total_size is not None:
+        o.total_size = int(total_size)
+    if balance_obs is not None:
+        b = balance_obs.encode()
+        o.balance_obs = b
+        keep.append(b)
+    if columns is not None:
+        c = np.ascontiguousarray(columns, dtype=np.int32)
+        o.columns = c.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        o.n_columns = c.size
+        keep.append(c)
+    return keep
+
+
+def split(n_rows, fractions, seed=0):
+    """A seeded split of rows 0..n_rows-1 (e.g. fractions (0.8, 0.1, 0.1)):
+    returns one sorted numpy array of row ids per part, to pass as
+    ``indices``.  The same seed gives the same split everywhere."""
+    import numpy as np
+    fr = (ctypes.c_double * len(fractions))(*fractions)
+    part = np.empty(int(n_rows), dtype=np.uint32)
+    rc = _lib.scf_split(int(n_rows), int(seed) & (2**64 - 1), fr, len(fractions),
+                        part.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+    if rc < 0:
+        raise Error(rc, f"scfetch.split: fractions must be >= 0 and sum to 1 ({fractions})")
+    return [np.flatnonzero(part == p).astype(np.uint64) for p in range(len(fractions))]
+
+
 class Loader:
     """A stream of shuffled minibatches from one matrix of one .h5ad file.
 
@@ -316,6 +358,15 @@ class Loader:
     output buffers.  Numeric tuning arguments left None take the engine's
     defaults.
 
+    Training-run options: ``indices`` restricts sampling to these rows (a
+    split, see ``split()``); strategy "weighted" draws ``total_size`` rows per
+    epoch by ``weights`` (one per row, or per entry of ``indices``), with
+    replacement unless ``replace=False``; strategy "balanced" does the same
+    with inverse class-size weights of obs column ``balance_obs``;
+    ``columns`` delivers only these genes (var indices, renumbered in the
+    given order); ``even_ranks=True`` gives every rank the same number of
+    batches (a DDP job must not hang in a collective).
+
     Iterating yields the Batch objects of one epoch; the next iteration is
     the next epoch.  Engine failures raise scfetch.Error.  Close with
     close(), ``with``, or by dropping the last reference; batches still alive
@@ -326,7 +377,9 @@ class Loader:
                  strategy="block", shuffle=None, drop_last=False, seed=0, epoch=0, rank=0,
                  world_size=1, worker=0, num_workers=1, obs=(), output="csr",
                  fetches_in_flight=None, queue_depth=None, max_read=None, coalesce_gap=None,
-                 threads=None, direct=True, pin=True, allocator=None):
+                 threads=None, direct=True, pin=True, allocator=None, indices=None,
+                 weights=None, total_size=None, replace=True, balance_obs=None,
+                 columns=None, even_ranks=False):
         self.path = os.fspath(path)
         if isinstance(obs, str):
             obs = [obs]
@@ -334,7 +387,8 @@ class Loader:
         o = C.scf_options()
         o.size = ctypes.sizeof(C.scf_options)
         o.flags = ((C.F_DROP_LAST if drop_last else 0) | (0 if direct else C.F_BUFFERED) |
-                   (0 if pin else C.F_NO_PIN))
+                   (0 if pin else C.F_NO_PIN) | (0 if replace else C.F_NO_REPLACEMENT) |
+                   (C.F_EVEN_RANKS if even_ranks else 0))
         matrix_b = matrix.encode()
         o.matrix = matrix_b
         o.strategy = _choice("strategy", C.STRATEGY, strategy)
@@ -356,6 +410,7 @@ class Loader:
             o.n_obs = len(names_b)
         if allocator is not None:
             o.allocator = allocator.struct
+        keep = _selection(o, indices, weights, total_size, balance_obs, columns)
 
         ptr = ctypes.c_void_p()
         err = ctypes.create_string_buffer(1024)
@@ -364,7 +419,7 @@ class Loader:
         if rc < 0:
             raise Error(rc, err.value.decode(errors="replace"))
         # The engine keeps o's pointers (matrix, obs) and the allocator.
-        self._engine = _Engine(ptr.value, (o, matrix_b, names_b, names_arr, allocator))
+        self._engine = _Engine(ptr.value, (o, matrix_b, names_b, names_arr, allocator, keep))
         self._epoch = int(epoch)
         self._mid_epoch = False
         self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
@@ -435,6 +490,28 @@ class Loader:
     def epoch(self):
         """The epoch the next batch belongs to."""
         return self._epoch
+
+    def state_dict(self):
+        """Where the stream stands (seed, epoch, batches consumed), to resume
+        a killed job exactly there with load_state_dict()."""
+        st = C.scf_state()
+        with self._engine.lock:
+            rc = _lib.scf_state_save(self._ptr(), ctypes.byref(st))
+        if rc < 0:
+            self._raise(rc)
+        return {name: getattr(st, name) for name, _ in C.scf_state._fields_ if name != "_pad"}
+
+    def load_state_dict(self, state):
+        """Resume at a saved position: the next batch is the one that would
+        have followed.  The loader must have the same file and options."""
+        st = C.scf_state(**state)
+        with self._engine.lock:
+            rc = _lib.scf_state_load(self._ptr(), ctypes.byref(st))
+        self._engine.drain()
+        if rc < 0:
+            self._raise(rc)
+        self._epoch = int(state["epoch"])
+        self._mid_epoch = state["batch"] > 0
 
     def info(self):
         """Shape of the matrix, and this rank's and worker's share of an epoch."""

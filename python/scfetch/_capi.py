@@ -8,19 +8,21 @@ import ctypes
 import ctypes.util
 import os
 
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_size_t, c_uint,
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_int32, c_size_t, c_uint,
                     c_uint32, c_uint64, c_void_p)
 
 VERSION_MAJOR = 0
 END_OF_EPOCH = 1
 
-STRATEGY = {"block": 2, "stream": 1}
+STRATEGY = {"block": 2, "stream": 1, "weighted": 3, "balanced": 4}
 OUTPUT = {"csr": 0, "dense": 1}
 FETCH_SHUFFLE = {None: 0, True: 1, False: 2}
 
 F_DROP_LAST = 1 << 0
 F_BUFFERED = 1 << 1
 F_NO_PIN = 1 << 2
+F_NO_REPLACEMENT = 1 << 3
+F_EVEN_RANKS = 1 << 4
 
 # SCF_E_*: returned negated, beside the errno values.
 E_CORRUPT, E_UNSUPPORTED, E_NOT_H5AD, E_BUFFERS_HELD = 4001, 4002, 4003, 4004
@@ -42,9 +44,18 @@ class scf_options(Structure):
         ("world_size", c_uint32), ("worker", c_uint32), ("num_workers", c_uint32),
         ("fetches_in_flight", c_uint32), ("queue_depth", c_uint32), ("max_read", c_uint32),
         ("coalesce_gap", c_uint32), ("threads", c_uint32), ("allocator", scf_allocator),
-        ("obs", POINTER(c_char_p)), ("n_obs", c_uint32), ("_pad", c_uint32),
+        ("obs", POINTER(c_char_p)), ("n_obs", c_uint32), ("n_columns", c_uint32),
+        ("columns", POINTER(c_int32)), ("indices", POINTER(c_uint64)),
+        ("n_indices", c_uint64), ("weights", POINTER(c_double)), ("total_size", c_uint64),
+        ("balance_obs", c_char_p),
         ("reserved", c_uint64 * 8),
     ]
+
+
+class scf_state(Structure):
+    _fields_ = [("size", c_uint32), ("version", c_uint32), ("config_hash", c_uint64),
+                ("seed", c_uint64), ("epoch", c_uint32), ("_pad", c_uint32),
+                ("batch", c_uint64)]
 
 
 class scf_batch(Structure):
@@ -67,7 +78,8 @@ class scf_stats(Structure):
 class scf_info(Structure):
     _fields_ = [("n_rows", c_uint64), ("n_cols", c_uint64), ("nnz", c_uint64),
                 ("dense", c_uint32), ("batches_per_epoch", c_uint64),
-                ("rows_per_epoch", c_uint64)]
+                ("rows_per_epoch", c_uint64), ("output_buffers", c_uint32),
+                ("batches_per_buffer", c_uint32), ("n_cols_out", c_uint64)]
 
 
 def _candidates():
@@ -95,6 +107,10 @@ def _declare(lib):
         "scf_obs_categories": (c_int, [L, c_uint32, POINTER(POINTER(c_char_p)),
                                        POINTER(c_uint64)]),
         "scf_errmsg": (c_char_p, [L]),
+        "scf_state_save": (c_int, [L, POINTER(scf_state)]),
+        "scf_state_load": (c_int, [L, POINTER(scf_state)]),
+        "scf_split": (c_int, [c_uint64, c_uint64, POINTER(c_double), c_uint32,
+                              POINTER(c_uint32)]),
         "scf_close": (None, [L]),
     }
     for name, (res, args) in sigs.items():
