@@ -777,6 +777,11 @@ static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 	uint32_t ff = l->o.fetch_factor;
 	int rc;
 
+	if (batch >= l->batches_per_epoch && l->batches_per_epoch) {
+		/* saved right after the last batch: resume at the next epoch */
+		epoch++;
+		batch = 0;
+	}
 	scf__pipeline_stop(l);
 	/* other threads may still release batches: change slots under the lock */
 	pthread_mutex_lock(&l->mu);
