@@ -774,13 +774,15 @@ void scf_release(scf_loader *l, scf_batch *b)
  */
 static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 {
-	uint32_t ff = l->o.fetch_factor;
+	uint32_t ff = l->o.fetch_factor, prod_epoch = epoch;
+	uint64_t prod_batch = batch;
 	int rc;
 
 	if (batch >= l->batches_per_epoch && l->batches_per_epoch) {
-		/* saved right after the last batch: resume at the next epoch */
-		epoch++;
-		batch = 0;
+		/* saved after an epoch's last batch: the consumer sees the end of
+		 * that epoch first, the producer already works on the next one */
+		prod_epoch = epoch + 1;
+		prod_batch = 0;
 	}
 	scf__pipeline_stop(l);
 	/* other threads may still release batches: change slots under the lock */
@@ -790,9 +792,10 @@ static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 		s->state = s->held ? SLOT_ORPHAN : SLOT_FREE;
 		s->handed = s->n_batch = 0;
 	}
-	l->prod_epoch = l->cons_epoch = epoch;
-	l->prod_k = batch / ff;       /* every fetch but an epoch's last has ff batches */
-	l->skip_batches = batch % ff;
+	l->prod_epoch = prod_epoch;
+	l->cons_epoch = epoch;
+	l->prod_k = prod_batch / ff;  /* every fetch but an epoch's last has ff batches */
+	l->skip_batches = prod_batch % ff;
 	l->cons_seq = l->prod_seq;
 	l->cons_batch = batch;
 	l->err = 0;
