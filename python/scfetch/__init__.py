@@ -511,7 +511,7 @@ class Loader:
         if rc < 0:
             self._raise(rc)
         self._epoch = int(state["epoch"])
-        self._mid_epoch = state["batch"] > 0
+        self._mid_epoch = False  # the next iteration continues from the saved batch
 
     def info(self):
         """Shape of the matrix, and this rank's and worker's share of an epoch."""
