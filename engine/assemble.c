@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 #define NOT_DELIVERED UINT32_MAX
 

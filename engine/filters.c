@@ -21,6 +21,7 @@
 #endif
 
 #include "scfetch.h"
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 enum {
 	F_DEFLATE = 1,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 unsigned scf_version(void)
 {

@@ -5,6 +5,7 @@
 #include "engine/pinned.h"
 
 #include <sys/mman.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 void scf__pinned_init(scf__pinned *pa, const scf_allocator *user, int try_lock)
 {
@@ -15,6 +16,8 @@ void scf__pinned_init(scf__pinned *pa, const scf_allocator *user, int try_lock)
 
 void *scf__pages_alloc(size_t size)
 {
+	if (SCF__FAULT_MMAP())
+		return NULL;
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -30,7 +33,7 @@ void *scf__pinned_alloc(scf__pinned *pa, size_t size)
 	void *p;
 
 	if (pa->user.alloc)
-		return pa->user.alloc(pa->user.opaque, size);
+		return SCF__FAULT_MMAP() ? NULL : pa->user.alloc(pa->user.opaque, size);
 	p = scf__pages_alloc(size);
 	if (p && pa->try_lock && mlock(p, size) != 0)
 		__atomic_store_n(&pa->all_locked, 0, __ATOMIC_RELAXED);

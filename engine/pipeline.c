@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 void scf__set_error(scf_loader *l, uint64_t seq, int code, const char *msg)
 {
@@ -322,7 +323,10 @@ static void *work_main(void *arg)
 			decode_slot(l, s, &sc);
 		} else {
 			pthread_mutex_lock(&l->mu);
-			scf__set_error(l, s->seq, -ENOMEM, "decode worker: out of memory");
+			char msg[600];
+			snprintf(msg, sizeof(msg), "%s: %s: a decode worker cannot allocate its "
+			         "scratch buffers: out of memory", l->m.path, l->m.key);
+			scf__set_error(l, s->seq, -ENOMEM, msg);
 			s->state = SLOT_FREE;
 			pthread_mutex_unlock(&l->mu);
 		}

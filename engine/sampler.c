@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 /* splitmix64: turns any seed into well-mixed state words. */
 static uint64_t splitmix64(uint64_t *x)

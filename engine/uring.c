@@ -14,6 +14,8 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
+
 #define WAKE_TAG ((void *)&scf__uring_wake)
 
 /* Arm a one-shot poll on the eventfd; re-armed each time it fires. */
@@ -114,6 +116,7 @@ static void complete_read(scf__uring *u, scf__ioreq *rq, int res,
                           scf__read_done_fn done, void *ctx)
 {
 	u->inflight--;
+	res = SCF__FAULT_READ(rq->file_off + rq->done, rq->len - rq->done, res);
 	if (res == -EAGAIN || res == -EINTR) {
 		rq->requeued++;
 		__atomic_fetch_add(&u->reads_requeued, 1, __ATOMIC_RELAXED);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "scfetch.h"
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 /* Every message names the file and the dataset; this keeps that uniform. */
 static int fail(const scf__matrix *m, const char *dset, int code, char *err,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "scfetch.h"
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 /* Read a 1-D integer dataset whole as int32; checks its length. */
 static int read_codes(hid_t loc, const char *dname, uint64_t n_rows, int32_t **out,
