@@ -6,6 +6,7 @@
  *   scfetch repack IN OUT [options]       rewrite a matrix with row-sized chunks
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "formats/h5ad.h"
+#include "formats/obs.h"
 #include "scfetch.h"
 #include "tools/repack.h"
 #include "tools/synth.h"
@@ -58,7 +60,13 @@ static void usage(FILE *f)
 	"  --gap KIB           merge extents closer than this (32)\n"
 	"  --buffered          page cache instead of O_DIRECT\n"
 	"  --dense             dense output\n"
-	"  --seed N            base seed (0)\n");
+	"  --seed N            base seed (0)\n"
+	"  --strategy balanced --balance-obs COL [--total-size N]   class-balanced epochs\n"
+	"  --columns LIST      deliver only these genes (var indices)\n"
+	"  --rank R --world-size W [--even-ranks]   one rank's share of the epoch\n"
+	"       scfetch tune FILE [--label COL] [--min-entropy 0.98] [--batch N]\n"
+	"                      probe block_size x fetch_factor, propose the fastest setting\n"
+	"                      whose batches keep the label entropy of random sampling\n");
 }
 
 /* `info`: shape, dtypes, layout, chunks, filters, and the verdict. */
@@ -221,7 +229,25 @@ static int bench_one(const char *path, const bench_cfg *c)
 	return 0;
 }
 
-/* Parse "1,16,256" into up to 16 values. */
+/* Parse "0,5,7" into up to max values (zero allowed). */
+static int parse_list_any(const char *s, uint32_t *v, int max)
+{
+	int n = 0;
+	char *end;
+
+	while (*s && n < max) {
+		unsigned long x = strtoul(s, &end, 10);
+		if (end == s || x > UINT32_MAX)
+			return -1;
+		v[n++] = (uint32_t)x;
+		s = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return -1;
+	}
+	return n;
+}
+
+/* Parse "1,16,256" into up to 16 positive values. */
 static int parse_list(const char *s, uint32_t *v, int max)
 {
 	int n = 0;
@@ -248,8 +274,12 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		{ "threads", 1, 0, 't' }, { "buffered", 0, 0, 'B' }, { "dense", 0, 0, 'D' },
 		{ "seed", 1, 0, 'S' }, { "dir", 1, 0, 'd' }, { "cells", 1, 0, 'c' },
 		{ "max-read", 1, 0, 'R' }, { "gap", 1, 0, 'G' },
+		{ "balance-obs", 1, 0, 'O' }, { "total-size", 1, 0, 'T' },
+		{ "columns", 1, 0, 'C' }, { "rank", 1, 0, 'r' }, { "world-size", 1, 0, 'w' },
+		{ "even-ranks", 0, 0, 'E' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
+	static int32_t cols[4096];
 	int nblocks = 1, nfetch = 1, opt, rc = 0;
 	bench_cfg c = { .o = { .size = sizeof(scf_options) }, .epochs = 1 };
 
@@ -257,8 +287,26 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'm': c.o.matrix = optarg; break;
-		case 's': c.o.strategy = strcmp(optarg, "stream") == 0 ? SCF_STRATEGY_STREAMING
-		                                                       : SCF_STRATEGY_BLOCK_SHUFFLING; break;
+		case 's':
+			c.o.strategy = strcmp(optarg, "stream") == 0 ? SCF_STRATEGY_STREAMING
+			             : strcmp(optarg, "balanced") == 0 ? SCF_STRATEGY_CLASS_BALANCED
+			             : SCF_STRATEGY_BLOCK_SHUFFLING;
+			break;
+		case 'O': c.o.balance_obs = optarg; break;
+		case 'T': c.o.total_size = strtoull(optarg, NULL, 10); break;
+		case 'r': c.o.rank = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'w': c.o.world_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'E': c.o.flags |= SCF_F_EVEN_RANKS; break;
+		case 'C': {
+			uint32_t v[4096];
+			int n = parse_list_any(optarg, v, 4096);
+			if (n <= 0) { usage(stderr); return 2; }
+			for (int i = 0; i < n; i++)
+				cols[i] = (int32_t)v[i];
+			c.o.columns = cols;
+			c.o.n_columns = (uint32_t)n;
+			break;
+		}
 		case 'b': c.o.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'k': nblocks = parse_list(optarg, blocks, 16); break;
 		case 'f': nfetch = parse_list(optarg, fetches, 16); break;
@@ -335,6 +383,167 @@ static int cmd_demo(int argc, char **argv)
 	return rc ? rc : cmd_bench(5, args2, path);
 }
 
+/* Shannon entropy (nats) of the labels of one batch. */
+static double entropy(const int32_t *codes, uint64_t n, size_t stride, uint64_t *hist,
+                      uint64_t ncat)
+{
+	double h = 0;
+
+	memset(hist, 0, (ncat + 1) * sizeof(*hist));
+	for (uint64_t i = 0; i < n; i++)
+		hist[codes[i * stride] + 1]++; /* -1 (missing) counts as its own label */
+	for (uint64_t c = 0; c <= ncat; c++) {
+		if (hist[c]) {
+			double p = (double)hist[c] / (double)n;
+			h -= p * log(p);
+		}
+	}
+	return h;
+}
+
+typedef struct tune_point {
+	uint32_t block, fetch, inflight;
+	double cells_s, entropy;
+} tune_point;
+
+/* Stream about `secs` seconds at one setting: cells/s and mean batch entropy. */
+static int tune_run(const char *path, scf_options o, double secs, uint64_t ncat,
+                    tune_point *pt)
+{
+	char err[1024];
+	scf_loader *l;
+	scf_batch *b;
+	uint64_t *hist = malloc((ncat + 1) * sizeof(*hist)), rows = 0, nb = 0;
+	double hsum = 0, t0;
+	int rc;
+
+	if (!hist || scf_open(&l, path, &o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "scfetch: %s\n", hist ? err : "out of memory");
+		free(hist);
+		return -1;
+	}
+	t0 = now_s();
+	while (now_s() - t0 < secs && (rc = scf_next(l, &b)) >= 0) {
+		if (rc == SCF_END_OF_EPOCH)
+			continue;
+		hsum += entropy(b->obs, b->n_rows, 1, hist, ncat);
+		rows += b->n_rows;
+		nb++;
+		scf_release(l, b);
+	}
+	pt->cells_s = rows / (now_s() - t0);
+	pt->entropy = nb ? hsum / nb : 0;
+	scf_close(l);
+	free(hist);
+	return 0;
+}
+
+/*
+ * `tune`: measure the block x fetch grid on this device and file, and
+ * propose the fastest setting whose minibatches keep min_entropy of the
+ * label entropy that true random sampling gives.
+ */
+static int cmd_tune(int argc, char **argv)
+{
+	static const struct option lo[] = { { "label", 1, 0, 'l' }, { "min-entropy", 1, 0, 'e' },
+		{ "batch", 1, 0, 'b' }, { "seconds", 1, 0, 's' }, { "matrix", 1, 0, 'm' },
+		{ 0, 0, 0, 0 } };
+	static const uint32_t blocks[] = { 1, 4, 16, 64, 256, 1024 }, fetches[] = { 1, 4, 16, 64 };
+	const char *label = "cell_line", *matrix = "X";
+	double min_entropy = 0.98, secs = 1.0;
+	uint32_t batch = 64;
+	char err[1024];
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'l': label = optarg; break;
+		case 'e': min_entropy = atof(optarg); break;
+		case 'b': batch = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 's': secs = atof(optarg); break;
+		case 'm': matrix = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind + 1 != argc || batch == 0) {
+		usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	scf__matrix m;
+	scf__obs_col col;
+	if (scf__h5ad_open(&m, path, matrix, err, sizeof(err)) < 0 ||
+	    scf__obs_load(&col, path, label, m.n_rows, err, sizeof(err)) < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
+		return 1;
+	}
+	uint64_t n_rows = m.n_rows, ncat = col.n_categories;
+	scf__h5ad_free(&m);
+	for (uint64_t r = 0; r < n_rows; r++)
+		ncat = (uint64_t)(col.codes[r] + 1) > ncat ? (uint64_t)col.codes[r] + 1 : ncat;
+
+	/* true random sampling's entropy: random batches drawn from the labels */
+	uint64_t *hist = malloc((ncat + 1) * sizeof(*hist)), x = 0x9e3779b97f4a7c15ULL;
+	int32_t *tmp = malloc(batch * sizeof(int32_t));
+	double href = 0;
+	for (int k = 0; k < 2000 && hist && tmp && n_rows; k++) {
+		for (uint32_t i = 0; i < batch; i++) {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+			tmp[i] = col.codes[x % n_rows];
+		}
+		href += entropy(tmp, batch, 1, hist, ncat) / 2000;
+	}
+	free(tmp);
+	free(hist);
+	scf__obs_free(&col);
+	printf("%s: %llu rows, label %s (%llu classes); random batches of %u: entropy %.3f nats\n",
+	       path, (unsigned long long)n_rows, label, (unsigned long long)ncat, batch, href);
+	printf("  block  fetch    cells/s  entropy  vs random\n");
+
+	const char *obs[] = { label };
+	scf_options o = { .size = sizeof(o), .matrix = matrix, .batch_size = batch, .obs = obs,
+	                  .n_obs = 1, .strategy = SCF_STRATEGY_BLOCK_SHUFFLING };
+	tune_point best = { 0 }, pt;
+	for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+		for (size_t j = 0; j < sizeof(fetches) / sizeof(fetches[0]); j++) {
+			o.block_size = blocks[i];
+			o.fetch_factor = fetches[j];
+			pt = (tune_point){ .block = blocks[i], .fetch = fetches[j] };
+			if (tune_run(path, o, secs, ncat, &pt) < 0)
+				return 1;
+			double ratio = href > 0 ? pt.entropy / href : 1.0;
+			printf("  %5u  %5u  %9.0f  %7.3f  %8.3f%s\n", pt.block, pt.fetch, pt.cells_s,
+			       pt.entropy, ratio, ratio >= min_entropy ? "" : "  (below target)");
+			if (ratio >= min_entropy && pt.cells_s > best.cells_s)
+				best = pt;
+		}
+	}
+	if (!best.cells_s) {
+		printf("no setting reached %.2f of random sampling's entropy\n", min_entropy);
+		return 1;
+	}
+	/* then the number of fetches in flight at the chosen point */
+	o.block_size = best.block;
+	o.fetch_factor = best.fetch;
+	best.inflight = 3;
+	for (uint32_t f = 1; f <= 8; f *= 2) {
+		o.fetches_in_flight = f;
+		pt = best;
+		if (tune_run(path, o, secs, ncat, &pt) < 0)
+			return 1;
+		printf("  in flight %u: %.0f cells/s\n", f, pt.cells_s);
+		if (pt.cells_s > best.cells_s * 1.03) {
+			best.cells_s = pt.cells_s;
+			best.inflight = f;
+		}
+	}
+	printf("proposed: --block %u --fetch %u --inflight %u  (%.0f cells/s, %.1f%% of random "
+	       "sampling's entropy)\n", best.block, best.fetch, best.inflight, best.cells_s,
+	       href > 0 ? 100 * best.entropy / href : 100.0);
+	return 0;
+}
+
 static int cmd_repack(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -392,6 +601,8 @@ int main(int argc, char **argv)
 		return cmd_demo(argc - 1, argv + 1);
 	if (strcmp(argv[1], "repack") == 0)
 		return cmd_repack(argc - 1, argv + 1);
+	if (strcmp(argv[1], "tune") == 0)
+		return cmd_tune(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--version") == 0) {
 		unsigned v = scf_version();
 		printf("scfetch %u.%u.%u\n", v / 10000, v / 100 % 100, v % 100);
