@@ -1,0 +1,69 @@
+/*
+ * fuzz/fuzz_filters — libFuzzer target for engine/filters: one stored chunk
+ * undone through a pipeline the first input byte picks (deflate, zstd, lzf,
+ * shuffle, fletcher32 and their combinations, plus pipelines that must be
+ * refused).  The output buffer is exactly the decoded size, so ASan sees any
+ * write past it; every failure must leave a sentence.  Input format: see
+ * fuzz/fuzz.h.  The decoder context lives across inputs, as a decode
+ * worker's does across chunks.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/filters.h"
+#include "fuzz/fuzz.h"
+#include "scfetch.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static scf__filter_ctx *ctx;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	scf__filter pl[3];
+	char err[512];
+
+	if (size < FZ_FLT_HDR_LEN)
+		return 0;
+	if (!ctx && !(ctx = scf__filter_ctx_new()))
+		abort();
+	const fz_pipeline *p = &fz_pipelines[data[0] % FZ_N_PIPELINES];
+	size_t elem = (size_t)1 << (data[1] & 3);
+	uint32_t mask = data[2];
+	size_t out_len = ((size_t)data[4] | (size_t)data[5] << 8) * elem;
+	uint8_t *out = malloc(out_len ? out_len : 1);
+
+	if (!out)
+		abort();
+	memset(pl, 0, sizeof(pl));
+	for (unsigned i = 0; i < p->n; i++) {
+		pl[i].id = p->id[i];
+		if (p->id[i] == FZ_SHUFFLE && data[3]) {
+			pl[i].n_cd = 1;
+			pl[i].cd[0] = data[3];
+		}
+	}
+	/* a private copy, exactly as long as the stored chunk */
+	size_t in_len = size - FZ_FLT_HDR_LEN;
+	uint8_t *in = malloc(in_len ? in_len : 1);
+	if (!in)
+		abort();
+	memcpy(in, data + FZ_FLT_HDR_LEN, in_len);
+	err[0] = '\0';
+	int rc = scf__filter_decode(ctx, pl, p->n, mask, elem, in, in_len, out, out_len, err,
+	                            sizeof(err));
+	if (rc < 0 && !err[0]) {
+		fprintf(stderr, "fuzz_filters: code %d without a message\n", rc);
+		abort();
+	}
+	if (rc > 0)
+		abort();
+	if (getenv("SCF_FUZZ_VERBOSE"))
+		fprintf(stderr, "fuzz_filters: pipeline %u: %d %s\n", data[0] % (unsigned)FZ_N_PIPELINES,
+		        rc, err);
+	free(in);
+	free(out);
+	return 0;
+}
