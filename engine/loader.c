@@ -471,9 +471,14 @@ static int alloc_slots(scf_loader *l)
 {
 	uint64_t fs = scf__sampler_fetch_rows(&l->smp);
 
-	l->n_slots = l->o.fetches_in_flight + 2;
+	/* Output buffers: the fetches being read and assembled, plus the one the
+	 * consumer holds; three at least so a consumer holding two fetches'
+	 * batches does not stop a pipeline of one fetch in flight. */
+	l->n_slots = l->o.fetches_in_flight + 1 < 3 ? 3 : l->o.fetches_in_flight + 1;
 	l->slots = calloc(l->n_slots, sizeof(*l->slots));
-	if (!l->slots)
+	l->n_stg = l->n_stg_free = l->o.fetches_in_flight;
+	l->stg = calloc(l->n_stg, sizeof(*l->stg));
+	if (!l->slots || !l->stg)
 		return -ENOMEM;
 	for (unsigned i = 0; i < l->n_slots; i++) {
 		scf__slot *s = &l->slots[i];
@@ -496,11 +501,15 @@ static void free_slots(scf_loader *l)
 		free(s->batch);
 		free(s->req);
 		scf__plan_free(&s->plan);
-		scf__pages_free(s->staging, s->staging_cap);
+		scf__pages_free(s->staging, s->staging_cap); /* borrowed when a fetch failed */
 		scf__pinned_free(&l->pin, s->arena, s->arena_cap);
 	}
 	free(l->slots);
 	l->slots = NULL;
+	for (unsigned i = 0; l->stg && i < l->n_stg_free; i++)
+		scf__pages_free(l->stg[i].buf, l->stg[i].cap);
+	free(l->stg);
+	l->stg = NULL;
 }
 
 static int init_sampler(scf_loader *l)
@@ -790,6 +799,7 @@ static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 	pthread_mutex_lock(&l->mu);
 	for (unsigned i = 0; i < l->n_slots; i++) {
 		scf__slot *s = &l->slots[i];
+		scf__staging_put(l, s);
 		s->state = s->held ? SLOT_ORPHAN : SLOT_FREE;
 		s->handed = s->n_batch = 0;
 	}

@@ -35,8 +35,9 @@ typedef struct scf__slot {
 	uint32_t epoch;
 	scf__fetch_order ord;      /* rows (sorted) and delivery order */
 	scf__plan plan;
-	uint8_t *staging;
+	uint8_t *staging;          /* borrowed from the loader's pool while planned .. assembled */
 	size_t staging_cap;
+	int has_staging;           /* mu */
 	scf__ioreq *req;
 	uint64_t req_cap, n_req, next_req, reads_left;
 	int io_error;              /* first failed read (I/O thread) */
@@ -78,6 +79,11 @@ struct scf_loader {
 
 	scf__slot *slots;
 	unsigned n_slots;
+	/* Staging is needed only from planning to the end of assembly, so a
+	 * pool of fetches_in_flight buffers serves every slot; a fetch starts
+	 * only when one is free.  stg[0..n_stg_free) are free (mu). */
+	struct scf__staging { uint8_t *buf; size_t cap; } *stg;
+	unsigned n_stg, n_stg_free;
 	scf__slot *work_head, *work_tail; /* mu */
 
 	/* producer position (I/O thread while running) */
@@ -100,5 +106,7 @@ int scf__pipeline_start(scf_loader *l);
 void scf__pipeline_stop(scf_loader *l);
 /* Record an error for fetch `seq` (first one wins). Caller holds mu. */
 void scf__set_error(scf_loader *l, uint64_t seq, int code, const char *msg);
+/* Give a slot's borrowed staging back to the pool. Caller holds mu. */
+void scf__staging_put(scf_loader *l, scf__slot *s);
 
 #endif

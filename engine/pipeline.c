@@ -22,10 +22,21 @@ void scf__set_error(scf_loader *l, uint64_t seq, int code, const char *msg)
 	pthread_cond_broadcast(&l->cv_ready);
 }
 
+void scf__staging_put(scf_loader *l, scf__slot *s)
+{
+	if (!s->has_staging)
+		return;
+	s->has_staging = 0;
+	l->stg[l->n_stg_free++] = (struct scf__staging){ s->staging, s->staging_cap };
+	s->staging = NULL;
+	s->staging_cap = 0;
+}
+
 static void fail_slot(scf_loader *l, scf__slot *s, int code, const char *msg)
 {
 	pthread_mutex_lock(&l->mu);
 	scf__set_error(l, s->seq, code, msg);
+	scf__staging_put(l, s);
 	s->state = SLOT_FREE;
 	pthread_mutex_unlock(&l->mu);
 }
@@ -153,20 +164,27 @@ static void on_read_done(void *ctx, scf__ioreq *rq, int res)
 		queue_for_decode(l, s);
 }
 
-/* Reserve free slots for new fetches, up to fetches_in_flight being read. */
+/*
+ * Reserve free slots for new fetches, each with a staging buffer from the
+ * pool: at most fetches_in_flight fetches are between planning and the end
+ * of their assembly.
+ */
 static unsigned reserve_slots(scf_loader *l, scf__slot **out)
 {
-	unsigned reading = 0, n = 0;
+	unsigned n = 0;
 
 	pthread_mutex_lock(&l->mu);
 	if (!l->stop && !l->err) {
-		for (unsigned i = 0; i < l->n_slots; i++)
-			reading += l->slots[i].state == SLOT_READING;
-		for (unsigned i = 0; i < l->n_slots && reading + n < l->o.fetches_in_flight; i++) {
-			if (l->slots[i].state == SLOT_FREE) {
-				l->slots[i].state = SLOT_RESERVED;
-				out[n++] = &l->slots[i];
-			}
+		for (unsigned i = 0; i < l->n_slots && l->n_stg_free > 0; i++) {
+			scf__slot *s = &l->slots[i];
+			if (s->state != SLOT_FREE)
+				continue;
+			s->state = SLOT_RESERVED;
+			l->n_stg_free--;
+			s->staging = l->stg[l->n_stg_free].buf;
+			s->staging_cap = l->stg[l->n_stg_free].cap;
+			s->has_staging = 1;
+			out[n++] = s;
 		}
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -177,8 +195,10 @@ static unsigned reserve_slots(scf_loader *l, scf__slot **out)
 static void unreserve(scf_loader *l, scf__slot **s, unsigned n)
 {
 	pthread_mutex_lock(&l->mu);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		scf__staging_put(l, s[i]);
 		s[i]->state = SLOT_FREE;
+	}
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -285,6 +305,7 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		                   &s->n_batch, sc, msg, sizeof(msg));
 	}
 	pthread_mutex_lock(&l->mu);
+	scf__staging_put(l, s);
 	if (rc < 0) {
 		scf__set_error(l, s->seq, rc, msg);
 		s->state = SLOT_FREE;
@@ -299,6 +320,7 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		pthread_cond_broadcast(&l->cv_ready);
 	}
 	pthread_mutex_unlock(&l->mu);
+	scf__uring_wake(&l->u); /* a staging buffer is free: the next fetch can start */
 }
 
 static void *work_main(void *arg)
@@ -327,6 +349,7 @@ static void *work_main(void *arg)
 			snprintf(msg, sizeof(msg), "%s: %s: a decode worker cannot allocate its "
 			         "scratch buffers: out of memory", l->m.path, l->m.key);
 			scf__set_error(l, s->seq, -ENOMEM, msg);
+			scf__staging_put(l, s);
 			s->state = SLOT_FREE;
 			pthread_mutex_unlock(&l->mu);
 		}

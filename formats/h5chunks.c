@@ -78,7 +78,18 @@ typedef struct scf__h5r {
 	size_t node_guess;
 	uint64_t *seen;        /* B-tree node addresses visited (open addressing) */
 	size_t seen_cap, seen_n;
+	/* Metadata blocks read (exact extents), which no chunk may overlap. */
+	struct scf__h5ext *meta;
+	size_t meta_n, meta_cap;
+	int meta_off;          /* reads of a guessed length: not recorded */
 } scf__h5r;
+
+/* A file extent: a chunk (id = its map index) or a metadata block (what). */
+typedef struct scf__h5ext {
+	uint64_t addr, len;
+	uint64_t id;
+	const char *what;
+} scf__h5ext;
 
 /* Element format shared by the fixed and extensible arrays. */
 typedef struct scf__h5arr {
@@ -182,6 +193,23 @@ static int scf__h5_span(const scf__h5r *r, uint64_t rel, uint64_t len, uint64_t 
 	return len <= r->eof - *abs;
 }
 
+/* Remember a metadata block's extent (absolute) for the overlap check. */
+static int scf__h5_meta(scf__h5r *r, uint64_t abs, uint64_t len, const char *what)
+{
+	if (len == 0)
+		return 0;
+	if (r->meta_n == r->meta_cap) {
+		size_t cap = r->meta_cap ? 2 * r->meta_cap : 64;
+		scf__h5ext *p = realloc(r->meta, cap * sizeof(*p));
+		if (!p)
+			return scf__h5_fail(r, -ENOMEM, "out of memory for the chunk index");
+		r->meta = p;
+		r->meta_cap = cap;
+	}
+	r->meta[r->meta_n++] = (scf__h5ext){ abs, len, SCF__H5_NONE, what };
+	return 0;
+}
+
 /* The whole of len bytes at relative address rel, or a reason why not. */
 static int scf__h5_read(scf__h5r *r, uint64_t rel, void *buf, size_t len,
                         const char *what)
@@ -194,6 +222,8 @@ static int scf__h5_read(scf__h5r *r, uint64_t rel, void *buf, size_t len,
 		                    "the %s at address %llu (%zu bytes) lies past the end "
 		                    "of the file (%llu bytes)", what,
 		                    (unsigned long long)rel, len, (unsigned long long)r->eof);
+	if (!r->meta_off && scf__h5_meta(r, abs, len, what) < 0)
+		return -ENOMEM;
 	while (done < len) {
 		ssize_t k = pread(r->fd, (uint8_t *)buf + done, len - done,
 		                  (off_t)(abs + done));
@@ -224,7 +254,10 @@ static int scf__h5_read_upto(scf__h5r *r, uint64_t rel, void *buf, size_t want,
 		                    "(%llu bytes)", what, (unsigned long long)rel,
 		                    (unsigned long long)r->eof);
 	*got = r->eof - abs < want ? (size_t)(r->eof - abs) : want;
-	return scf__h5_read(r, rel, buf, *got, what);
+	r->meta_off = 1; /* a guessed length may run past the block into its neighbours */
+	int rc = scf__h5_read(r, rel, buf, *got, what);
+	r->meta_off = 0;
+	return rc;
 }
 
 /* A fresh buffer for a block read from the file. */
@@ -755,7 +788,7 @@ static int scf__h5_node_read(scf__h5r *r, unsigned depth, uint64_t addr, size_t 
 		}
 		return scf__h5_read(r, addr, r->node[depth], need, "B-tree node");
 	}
-	return 0;
+	return scf__h5_meta(r, r->base + addr, need, "B-tree node");
 }
 
 /* One leaf entry: element offsets in the key become a grid position. */
@@ -1301,6 +1334,16 @@ static int scf__h5_map_init(scf__h5r *r, scf__chunk_map *out)
 	}
 	if (n > SIZE_MAX / sizeof(scf__chunk))
 		return scf__h5_fail(r, -ENOMEM, "the chunk grid is too large");
+	/* Every chunk written takes a byte of the file at least: a grid of more
+	 * chunks than the file has bytes is a damaged dataspace, not data (and
+	 * its map could need more memory than the machine has). */
+	if (n > r->eof)
+		return scf__h5_fail(r, SCF_E_CORRUPT,
+		                    "the dataspace (%llu elements) makes %llu chunks of %llu, more "
+		                    "than a file of %llu bytes can hold",
+		                    (unsigned long long)r->dims[0] * r->dims[1], (unsigned long long)n,
+		                    (unsigned long long)r->cdims[0] * r->cdims[1],
+		                    (unsigned long long)r->eof);
 	out->n = n;
 	out->chunk = malloc(n ? (size_t)n * sizeof(scf__chunk) : 1);
 	if (!out->chunk)
@@ -1346,6 +1389,119 @@ static int scf__h5_setup(scf__h5r *r, int fd, const scf__h5geom *g, unsigned ran
 	r->elem_size = elem_size;
 	r->chunk_bytes = bytes;
 	return 0;
+}
+
+static int scf__h5_ext_cmp(const void *a, const void *b)
+{
+	const scf__h5ext *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Next chunk extent in address order: the map's own order when it is sorted. */
+static int scf__h5_next_chunk(const scf__h5r *r, const scf__h5ext *sorted, uint64_t *k,
+                              scf__h5ext *out)
+{
+	const scf__chunk_map *m = r->map;
+
+	if (sorted) {
+		if (*k >= m->n || sorted[*k].len == 0)
+			return 0;
+		*out = sorted[(*k)++];
+		return 1;
+	}
+	while (*k < m->n && m->chunk[*k].addr == SCF__CHUNK_UNALLOCATED)
+		(*k)++;
+	if (*k == m->n)
+		return 0;
+	*out = (scf__h5ext){ m->chunk[*k].addr, m->chunk[*k].size, *k, NULL };
+	(*k)++;
+	return 1;
+}
+
+/* Chunks sorted by address, when the map's order is not; unused tail has len 0. */
+static int scf__h5_sort_chunks(scf__h5r *r, scf__h5ext **out)
+{
+	const scf__chunk_map *m = r->map;
+	uint64_t prev = 0, n = 0;
+	int sorted = 1;
+
+	*out = NULL;
+	for (uint64_t i = 0; i < m->n && sorted; i++) {
+		if (m->chunk[i].addr == SCF__CHUNK_UNALLOCATED)
+			continue;
+		sorted = m->chunk[i].addr >= prev;
+		prev = m->chunk[i].addr;
+	}
+	if (sorted)
+		return 0;
+	*out = calloc(m->n, sizeof(**out));
+	if (!*out)
+		return scf__h5_fail(r, -ENOMEM, "out of memory checking %llu chunks",
+		                    (unsigned long long)m->n);
+	for (uint64_t i = 0; i < m->n; i++)
+		if (m->chunk[i].addr != SCF__CHUNK_UNALLOCATED)
+			(*out)[n++] = (scf__h5ext){ m->chunk[i].addr, m->chunk[i].size, i, NULL };
+	qsort(*out, n, sizeof(**out), scf__h5_ext_cmp);
+	return 0;
+}
+
+static int scf__h5_overlap_fail(scf__h5r *r, const scf__h5ext *a, const scf__h5ext *b)
+{
+	char x[96], y[96];
+	const scf__h5ext *e[2] = { a, b };
+	char *d[2] = { x, y };
+
+	for (int i = 0; i < 2; i++) {
+		if (e[i]->what)
+			snprintf(d[i], sizeof(x), "the %s at byte %llu", e[i]->what,
+			         (unsigned long long)e[i]->addr);
+		else
+			snprintf(d[i], sizeof(x), "chunk %llu at byte %llu",
+			         (unsigned long long)e[i]->id, (unsigned long long)e[i]->addr);
+	}
+	return scf__h5_fail(r, SCF_E_CORRUPT, "%s (%llu bytes) overlaps %s: the index points "
+	                    "into other data", x, (unsigned long long)a->len, y);
+}
+
+/*
+ * No two chunks may share bytes, and no chunk may lie in the index or the
+ * object header: such a file would deliver another chunk's (or metadata's)
+ * bytes as cells.  One merge walk over chunks and metadata blocks in
+ * address order; chunks are sorted only when the index lists them out of
+ * file order.
+ */
+static int scf__h5_check_overlaps(scf__h5r *r)
+{
+	scf__h5ext *sorted, prev = { 0 }, c, *next;
+	uint64_t k = 0;
+	size_t mi = 0;
+	int have_c, have_prev = 0, rc = scf__h5_sort_chunks(r, &sorted);
+
+	if (rc < 0)
+		return rc;
+	qsort(r->meta, r->meta_n, sizeof(*r->meta), scf__h5_ext_cmp);
+	have_c = scf__h5_next_chunk(r, sorted, &k, &c);
+	for (;;) {
+		int take_meta = mi < r->meta_n && (!have_c || r->meta[mi].addr < c.addr);
+		if (!take_meta && !have_c)
+			break;
+		next = take_meta ? &r->meta[mi] : &c;
+		/* metadata blocks may repeat (a header read twice): only chunks clash */
+		if (have_prev && next->addr < prev.addr + prev.len &&
+		    !(prev.what && next->what)) {
+			rc = scf__h5_overlap_fail(r, &prev, next);
+			break;
+		}
+		if (!have_prev || next->addr + next->len > prev.addr + prev.len || !next->what)
+			prev = *next;
+		have_prev = 1;
+		if (take_meta)
+			mi++;
+		else
+			have_c = scf__h5_next_chunk(r, sorted, &k, &c);
+	}
+	free(sorted);
+	return rc;
 }
 
 /* Dispatch on the index type the layout message names. */
@@ -1407,13 +1563,17 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 	if (rc < 0)
 		goto free_map;
 	rc = scf__h5_index(&r, &l);
+	if (rc == 0)
+		rc = scf__h5_check_overlaps(&r);
 	if (rc < 0)
 		goto free_map;
+	free(r.meta);
 	free(h);
 	return 0;
 free_map:
 	scf__chunk_map_free(out);
 free_header:
+	free(r.meta);
 	free(h);
 	return rc;
 }

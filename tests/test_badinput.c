@@ -1096,11 +1096,10 @@ Test(badinput, chunk_index_past_eof_loops_and_garbage)
  * Index entries giving a chunk that overlaps another chunk or the index
  * itself: HDF5 never writes that, and with raw (unfiltered) chunks nothing
  * else can tell the bytes are not the chunk's, so only the index reader can
- * refuse it.  Today both deliver WRONG ROWS without an error.
- * Enable when formats/h5chunks refuses chunk extents that overlap each
- * other or the index blocks it read.
+ * refuse it (formats/h5chunks.c checks every chunk against the others and
+ * against the metadata blocks it read).
  */
-Test(badinput, chunk_extents_overlapping, .disabled = true)
+Test(badinput, chunk_extents_overlapping)
 {
 	char *base = write_csr("base.h5ad", base_spec(64, 80));
 	fx_ref ref;
@@ -1509,16 +1508,11 @@ Test(badinput, dense_chunk_index_damage)
 
 /*
  * A chunked dataset whose dataspace claims 2^35 elements in chunks of 16:
- * scf_open sizes its dense chunk map by the declared grid (16 bytes x 2^31
- * chunks = 32 GiB) before anything compares the extent with indptr, the
- * other dataset or the file (formats/h5chunks.c, scf__h5_map_init, from
- * describe_dset).  Here malloc fails (-ENOMEM; under ASan, an abort); with
- * 2^30 chunks it succeeds and the map is filled: 16 GiB for a 30 KB file.
- * Enable when the map is bounded by what the matrix uses (nnz for CSR
- * data/indices) or by what the file can hold, and such files are refused
- * as corrupt.
+ * a dense chunk map of that grid would take 32 GiB for a 30 KB file.  The
+ * index reader refuses a grid of more chunks than the file has bytes before
+ * it allocates anything.
  */
-Test(badinput, absurd_chunked_extent_allocates_its_grid, .disabled = true)
+Test(badinput, absurd_chunked_extent)
 {
 	char *base = write_csr("base.h5ad", base_spec(16, 150));
 	fx_ref ref;

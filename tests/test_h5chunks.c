@@ -955,7 +955,9 @@ static void cut_after(const fx *f, const char *sig)
 	cr_assert_not_null(at);
 	spill(path_of("cut.h5"), orig, (size_t)(at - orig) + 64);
 	cr_assert_eq(read_map(path_of("cut.h5"), &p, &m, err, sizeof(err)), SCF_E_CORRUPT);
-	cr_assert(strstr(err, "past the end of the file") != NULL, "%s: %s", sig, err);
+	/* either a block lies past the end, or the grid is larger than the rest can hold */
+	cr_assert(strstr(err, "past the end of the file") != NULL ||
+	          strstr(err, "more than a file of") != NULL, "%s: %s", sig, err);
 	cr_assert_null(m.chunk);
 	free(orig);
 }

@@ -169,8 +169,8 @@ class Batch:
 
     The buffer is given back when this object and every view taken from it
     are gone; ``release()`` (or leaving ``with batch:``) drops this object's
-    own hold at once.  The engine has fetches_in_flight + 2 buffers of
-    fetch_factor batches each: holding batches from all of them stops the
+    own hold at once.  The engine has fetches_in_flight + 1 (at least 3)
+    buffers of fetch_factor batches each: holding batches from all of them stops the
     stream with Error(4004).
     """
 
