@@ -1479,7 +1479,8 @@ static int scf__h5_check_overlaps(scf__h5r *r)
 
 	if (rc < 0)
 		return rc;
-	qsort(r->meta, r->meta_n, sizeof(*r->meta), scf__h5_ext_cmp);
+	if (r->meta_n > 1)
+		qsort(r->meta, r->meta_n, sizeof(*r->meta), scf__h5_ext_cmp);
 	have_c = scf__h5_next_chunk(r, sorted, &k, &c);
 	for (;;) {
 		int take_meta = mi < r->meta_n && (!have_c || r->meta[mi].addr < c.addr);
