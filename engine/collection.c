@@ -233,6 +233,7 @@ static int open_one(scf_loader *l, uint32_t f, const char *path, char *errbuf, s
 	if (rc < 0)
 		return rc;
 	l->direct &= direct;
+	l->any_direct |= direct;
 	rc = scf__h5ad_open(m, path, l->matrix_key, errbuf, errlen);
 	if (rc == 0)
 		rc = check_readable(m, errbuf, errlen);

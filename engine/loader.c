@@ -426,7 +426,8 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 		         : scf_strerror(rc));
 		return rc;
 	}
-	l->pcfg.align = l->direct ? 4096 : 1;
+	/* aligned reads suit buffered files too; unaligned ones fail on O_DIRECT files */
+	l->pcfg.align = l->any_direct ? 4096 : 1;
 	l->pcfg.max_read = l->o.max_read;
 	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
 	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));

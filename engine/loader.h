@@ -60,6 +60,7 @@ struct scf_loader {
 	scf__files files;          /* the view plan and assembly use */
 	uint64_t n_rows, n_cols, nnz; /* of the whole collection */
 	int direct;                /* 1 if every file is read with O_DIRECT */
+	int any_direct;            /* 1 if some file is: reads must be aligned */
 	char name[4200];           /* the file, or "first (and N more files)": for messages */
 	scf__obs_col *obs;         /* n_obs requested obs columns */
 	uint32_t n_obs;

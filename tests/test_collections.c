@@ -9,10 +9,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "formats/faults.h"
 #include "scfetch.h"
@@ -495,4 +497,71 @@ Test(collections, dense_and_csr_files_together)
 	scf_close(l);
 	fx_ref_free(&dref);
 	free(dpath);
+}
+
+/* The collection's own open path (per-file arrays, obs union) under allocation failures. */
+Test(collections, every_allocation_of_open_may_fail)
+{
+	const char *cols[] = { "cell_type" };
+	scf_options o = base();
+	uint64_t n;
+
+	o.obs = cols;
+	o.n_obs = 1;
+	o.threads = 1;
+	for (n = 1; n < 3000; n++) {
+		char err[1024] = "";
+		scf_loader *l = NULL;
+		scf__fault_alloc_after(n);
+		int rc = scf_open_collection(&l, (const char *const *)paths, NF, &o, err, sizeof(err));
+		uint64_t failed = scf__fault_alloc_failed();
+		scf__fault_alloc_after(0);
+		if (rc == 0) {
+			scf_close(l);
+			if (!failed)
+				break;
+			continue; /* the failure hit a path with a fallback */
+		}
+		cr_assert_null(l);
+		cr_assert_neq(err[0], '\0', "n %lu: no message for rc %d", n, rc);
+		cr_assert_not_null(strstr(err, ".h5ad"), "n %lu: %s", n, err);
+	}
+	cr_assert_gt(n, 20, "the injector reached only %lu allocations", n);
+	cr_assert_lt(n, 3000, "open never succeeded");
+}
+
+/* A file on a filesystem without O_DIRECT (tmpfs) beside files with it. */
+Test(collections, direct_and_buffered_files_together)
+{
+	char shm[] = "/dev/shm/scf-coll-XXXXXX", err[1024];
+	int fd = mkstemp(shm);
+	if (fd < 0)
+		cr_skip_test("no /dev/shm");
+	int probe = open(shm, O_RDONLY | O_DIRECT);
+	if (probe >= 0) {
+		close(probe);
+		close(fd);
+		unlink(shm);
+		cr_skip_test("/dev/shm accepts O_DIRECT here: nothing to mix");
+	}
+	FILE *in = fopen(paths[1], "rb");
+	char buf[65536];
+	size_t k;
+	while ((k = fread(buf, 1, sizeof(buf), in)) > 0)
+		cr_assert_eq(write(fd, buf, k), (ssize_t)k);
+	fclose(in);
+	close(fd);
+	const char *list[] = { paths[0], shm, paths[2] };
+	scf_options o = base();
+	scf_loader *l;
+	cr_assert_eq(scf_open_collection(&l, list, 3, &o, err, sizeof(err)), 0, "%s", err);
+	uint64_t *seen = calloc(row0[NF], sizeof(uint64_t)), mixed = 0;
+	cr_assert_eq(epoch(l, seen, &mixed), row0[NF]);
+	assert_each_once(seen);
+	scf_stats st;
+	scf_stats_get(l, &st);
+	cr_assert_eq(st.direct, 0, "one file is buffered");
+	free(seen);
+	scf_close(l);
+	unlink(shm);
 }
