@@ -12,27 +12,46 @@
 
 #define NOT_DELIVERED UINT32_MAX
 
-static int cache_init(scf__chunk_cache *c, const scf__dset *ds)
+/* Widen the cache's shape to hold the filtered chunks of ds. */
+static void cache_fit(scf__chunk_cache *c, const scf__dset *ds)
+{
+	uint32_t ways;
+
+	if (ds->storage != SCF__CHUNKED || ds->n_filters == 0)
+		return;
+	/* A dense row crosses every chunk column: keep a whole band decoded. */
+	ways = ds->rank == 2 ? (uint32_t)ds->chunks.grid[1] : 1;
+	if (ways > 64)
+		ways = 64;
+	if (ways > c->ways)
+		c->ways = ways;
+	if (scf__chunk_bytes(ds) > c->chunk_bytes)
+		c->chunk_bytes = scf__chunk_bytes(ds);
+}
+
+/* Cache `which` (0: data, 1: indices) sized for every file's chunks. */
+static int cache_init(scf__chunk_cache *c, const scf__files *fs, int which)
 {
 	memset(c, 0, sizeof(*c));
-	if (ds->storage != SCF__CHUNKED || ds->n_filters == 0)
+	for (uint32_t f = 0; f < fs->n; f++) {
+		const scf__matrix *m = &fs->m[f];
+		if (which == 0 || m->encoding == SCF__CSR)
+			cache_fit(c, which ? &m->indices : &m->data);
+	}
+	if (!c->ways)
 		return 0;
-	/* A dense row crosses every chunk column: keep a whole band decoded. */
-	c->ways = ds->rank == 2 ? (uint32_t)ds->chunks.grid[1] : 1;
-	if (c->ways > 64)
-		c->ways = 64;
-	c->chunk_bytes = scf__chunk_bytes(ds);
 	c->buf = malloc(c->ways * c->chunk_bytes);
 	c->ids = malloc(c->ways * sizeof(uint64_t));
-	if (!c->buf || !c->ids)
+	c->files = malloc(c->ways * sizeof(uint32_t));
+	if (!c->buf || !c->ids || !c->files)
 		return -ENOMEM;
 	memset(c->ids, 0xff, c->ways * sizeof(uint64_t));
 	return 0;
 }
 
-int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows)
+int scf__scratch_init(scf__scratch *s, const scf__files *fs, uint64_t fetch_rows)
 {
-	uint64_t n = m->n_cols ? m->n_cols : 1;
+	uint64_t n = fs->m[0].n_cols ? fs->m[0].n_cols : 1;
 
 	memset(s, 0, sizeof(*s));
 	s->vals = malloc(n * sizeof(float));
@@ -42,9 +61,7 @@ int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows
 	s->row_len = malloc((fetch_rows + 1) * sizeof(uint64_t));
 	if (!s->vals || !s->idx || !s->pos_of || !s->out_off || !s->row_len)
 		goto fail;
-	if (cache_init(&s->cache[0], &m->data) < 0)
-		goto fail;
-	if (m->encoding == SCF__CSR && cache_init(&s->cache[1], &m->indices) < 0)
+	if (cache_init(&s->cache[0], fs, 0) < 0 || cache_init(&s->cache[1], fs, 1) < 0)
 		goto fail;
 	if (s->cache[0].ways || s->cache[1].ways) {
 		s->fctx = scf__filter_ctx_new();
@@ -67,6 +84,7 @@ void scf__scratch_free(scf__scratch *s)
 	for (int i = 0; i < 2; i++) {
 		free(s->cache[i].buf);
 		free(s->cache[i].ids);
+		free(s->cache[i].files);
 	}
 	scf__filter_ctx_free(s->fctx);
 	memset(s, 0, sizeof(*s));
@@ -142,7 +160,7 @@ static int to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype t,
 
 /* What one fetch's assembly needs at hand. */
 typedef struct asm_ctx {
-	const scf__matrix *m;
+	const scf__files *fs;
 	const scf__plan *p;
 	const uint8_t *staging;
 	scf__scratch *sc;
@@ -154,26 +172,28 @@ typedef struct asm_ctx {
 static const uint8_t *decoded_chunk(asm_ctx *a, uint32_t zc)
 {
 	const scf__zchunk *z = &a->p->zchunk[zc];
-	const scf__dset *ds = z->ds ? &a->m->indices : &a->m->data;
+	const scf__matrix *m = &a->fs->m[z->x.file];
+	const scf__dset *ds = z->ds ? &m->indices : &m->data;
 	scf__chunk_cache *c = &a->sc->cache[z->ds];
 	uint64_t way = z->id % c->ways;
 	uint8_t *out = c->buf + way * c->chunk_bytes;
 	char why[300];
 
-	if (c->ids[way] == z->id)
+	if (c->ids[way] == z->id && c->files[way] == z->x.file)
 		return out;
 	c->ids[way] = UINT64_MAX;
 	why[0] = '\0';
 	if (scf__filter_decode(a->sc->fctx, ds->filter, ds->n_filters, z->filter_mask,
 	                       ds->type.size, a->staging + z->x.staging_off, z->x.nbytes,
-	                       out, c->chunk_bytes, why, sizeof(why)) < 0) {
+	                       out, scf__chunk_bytes(ds), why, sizeof(why)) < 0) {
 		snprintf(a->err, a->errlen, "%s: %s: chunk %llu (%llu bytes at byte %llu): %s",
-		         a->m->path, ds->name, (unsigned long long)z->id,
+		         m->path, ds->name, (unsigned long long)z->id,
 		         (unsigned long long)z->x.nbytes, (unsigned long long)z->x.file_off, why);
 		return NULL;
 	}
-	a->sc->decoded += c->chunk_bytes;
+	a->sc->decoded += scf__chunk_bytes(ds);
 	c->ids[way] = z->id;
+	c->files[way] = z->x.file;
 	return out;
 }
 
@@ -196,7 +216,7 @@ static const uint8_t *piece_bytes(asm_ctx *a, const scf__piece *pc, int *zero)
 static int64_t gather_vals(asm_ctx *a, uint64_t k, float *dst)
 {
 	const scf__plan *p = a->p;
-	scf__dtype t = a->m->data.type;
+	scf__dtype t = a->fs->m[p->rfile[k]].data.type;
 	uint64_t w = 0;
 
 	for (uint64_t i = p->drow[k]; i < p->drow[k + 1]; i++) {
@@ -210,11 +230,12 @@ static int64_t gather_vals(asm_ctx *a, uint64_t k, float *dst)
 	return (int64_t)w;
 }
 
-/* A row's column ids, converted and checked, into dst. */
+/* A row's column ids, converted and checked, into dst (`row`: global id). */
 static int gather_idx(asm_ctx *a, uint64_t k, int32_t *dst, uint64_t row)
 {
 	const scf__plan *p = a->p;
-	scf__dtype t = a->m->indices.type;
+	const scf__matrix *m = &a->fs->m[p->rfile[k]];
+	scf__dtype t = m->indices.type;
 	uint64_t w = 0;
 
 	for (uint64_t i = p->irow[k]; i < p->irow[k + 1]; i++) {
@@ -222,10 +243,11 @@ static int gather_idx(asm_ctx *a, uint64_t k, int32_t *dst, uint64_t row)
 		const uint8_t *src = piece_bytes(a, &p->ipiece[i], &zero);
 		if (!src && !zero)
 			return -1;
-		if (to_i32(dst + w, src, p->ipiece[i].x.nbytes / t.size, t, a->m->n_cols) < 0) {
+		if (to_i32(dst + w, src, p->ipiece[i].x.nbytes / t.size, t, m->n_cols) < 0) {
 			snprintf(a->err, a->errlen, "%s: %s: row %llu has a column index outside "
-			         "[0, %llu)", a->m->path, a->m->indices.name,
-			         (unsigned long long)row, (unsigned long long)a->m->n_cols);
+			         "[0, %llu)", m->path, m->indices.name,
+			         (unsigned long long)(row - a->fs->row0[p->rfile[k]]),
+			         (unsigned long long)m->n_cols);
 			return -1;
 		}
 		w += p->ipiece[i].x.nbytes / t.size;
@@ -240,11 +262,11 @@ typedef struct layout {
 
 /*
  * Entries a fetch may hold before compaction: the stored entries of its rows
- * for a CSR file, or every cell of the delivered columns for a dense one.
+ * of CSR files, and every cell of the delivered columns for rows of dense ones.
  */
 static uint64_t entry_bound(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n)
 {
-	return cfg->m->encoding == SCF__DENSE ? n * cfg->n_out_cols : p->nnz;
+	return p->nnz + p->dense_rows * cfg->n_out_cols;
 }
 
 static layout plan_layout(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n)
@@ -280,18 +302,18 @@ size_t scf__assemble_bytes(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t
  * CSR file without column selection, an upper bound otherwise (then rows
  * are compacted after the scatter).
  */
-static void place_rows(const scf__asm_cfg *cfg, const scf__fetch_order *o,
-                       scf__scratch *sc)
+static void place_rows(const scf__asm_cfg *cfg, const scf__plan *p,
+                       const scf__fetch_order *o, scf__scratch *sc)
 {
-	const scf__matrix *m = cfg->m;
-
 	for (uint64_t k = 0; k < o->n; k++)
 		sc->pos_of[k] = NOT_DELIVERED;
 	for (uint64_t i = 0; i < o->n_deliver; i++)
 		sc->pos_of[o->perm[i]] = (uint32_t)i;
 	sc->out_off[0] = 0;
 	for (uint64_t i = 0; i < o->n_deliver; i++) {
-		uint64_t r = o->rows[o->perm[i]];
+		uint32_t f = p->rfile[o->perm[i]];
+		const scf__matrix *m = &cfg->fs->m[f];
+		uint64_t r = o->rows[o->perm[i]] - cfg->fs->row0[f];
 		uint64_t len = m->encoding == SCF__CSR ? (uint64_t)(m->indptr[r + 1] - m->indptr[r])
 		                                       : cfg->n_out_cols;
 		sc->out_off[i + 1] = sc->out_off[i] + len;
@@ -337,7 +359,7 @@ static uint64_t dense_to_csr(const scf__asm_cfg *cfg, const float *vals, int32_t
 {
 	uint64_t w = 0;
 
-	for (uint64_t c = 0; c < cfg->m->n_cols; c++) {
+	for (uint64_t c = 0; c < cfg->n_cols; c++) {
 		int32_t to = cfg->col_map ? cfg->col_map[c] : (int32_t)c;
 		if (to >= 0 && vals[c] != 0.0f) {
 			idx[w] = to;
@@ -372,7 +394,7 @@ static int dense_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, f
 		return gather_vals(a, k, out) < 0 ? -1 : 0;
 	if (gather_vals(a, k, a->sc->vals) < 0)
 		return -1;
-	for (uint64_t c = 0; c < cfg->m->n_cols; c++)
+	for (uint64_t c = 0; c < cfg->n_cols; c++)
 		if (cfg->col_map[c] >= 0)
 			out[cfg->col_map[c]] = a->sc->vals[c];
 	return 0;
@@ -383,13 +405,13 @@ static int scatter_rows(asm_ctx *a, const scf__asm_cfg *cfg, const scf__fetch_or
                         int32_t *indices, float *data)
 {
 	scf__scratch *sc = a->sc;
-	int dense_file = cfg->m->encoding == SCF__DENSE;
 
 	for (uint64_t k = 0; k < o->n; k++) {
 		uint32_t pos = sc->pos_of[k];
 		uint64_t off = sc->out_off[pos];
 		if (pos == NOT_DELIVERED)
 			continue;
+		int dense_file = cfg->fs->m[a->p->rfile[k]].encoding == SCF__DENSE;
 		if (cfg->output == SCF_OUTPUT_DENSE) {
 			float *row = data + (uint64_t)pos * cfg->n_out_cols;
 			if ((dense_file ? dense_row_to_dense(a, cfg, k, row)
@@ -466,22 +488,22 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
                   const uint8_t *staging, uint8_t *arena, scf_batch *batch,
                   uint32_t *n_batch, scf__scratch *sc, char *err, size_t errlen)
 {
-	const scf__matrix *m = cfg->m;
+	const scf__matrix *m = &cfg->fs->m[0];
 	int output = cfg->output;
 	layout L = plan_layout(cfg, p, o->n);
 	int32_t *indices = (int32_t *)(arena + L.indices);
 	float *data = (float *)(arena + L.data);
-	asm_ctx a = { .m = m, .p = p, .staging = staging, .sc = sc, .err = err, .errlen = errlen };
-	int dense_file = m->encoding == SCF__DENSE;
+	asm_ctx a = { .fs = cfg->fs, .p = p, .staging = staging, .sc = sc, .err = err,
+	              .errlen = errlen };
 
 	err[0] = '\0';
-	place_rows(cfg, o, sc);
+	place_rows(cfg, p, o, sc);
 	if (scatter_rows(&a, cfg, o, indices, data) < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s: cannot assemble a fetch", m->path, m->key);
 		return SCF_E_CORRUPT;
 	}
-	if (output == SCF_OUTPUT_CSR && (dense_file || cfg->col_map))
+	if (output == SCF_OUTPUT_CSR && (p->dense_rows || cfg->col_map))
 		compact_rows(o->n_deliver, sc->out_off, sc->row_len, indices, data);
 	fill_obs(cfg, o, (int32_t *)(arena + L.obs));
 	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);

@@ -20,10 +20,15 @@
 #include "formats/obs.h"
 #include "scfetch.h"
 
-/* Decoded chunks kept by a worker: `ways` slots, chunk id modulo ways. */
+/*
+ * Decoded chunks kept by a worker: `ways` slots, chunk id modulo ways.  One
+ * cache serves every file of a collection (slots sized for the largest
+ * chunk), so a worker's memory does not grow with the number of files.
+ */
 typedef struct scf__chunk_cache {
 	uint8_t *buf;
 	uint64_t *ids;       /* UINT64_MAX: empty */
+	uint32_t *files;     /* file of the chunk in each slot */
 	uint64_t chunk_bytes;
 	uint32_t ways;
 } scf__chunk_cache;
@@ -40,17 +45,18 @@ typedef struct scf__scratch {
 	uint64_t decoded;    /* bytes decoded by this worker (statistics) */
 } scf__scratch;
 
-int scf__scratch_init(scf__scratch *s, const scf__matrix *m, uint64_t fetch_rows);
+int scf__scratch_init(scf__scratch *s, const scf__files *fs, uint64_t fetch_rows);
 void scf__scratch_free(scf__scratch *s);
 
-/* What the assembly of every fetch shares: the matrix, obs columns, output shape. */
+/* What the assembly of every fetch shares: the files, obs columns, output shape. */
 typedef struct scf__asm_cfg {
-	const scf__matrix *m;
+	const scf__files *fs;  /* every file has the same n_cols */
 	const scf__obs_col *obs;
 	uint32_t n_obs;
 	uint32_t batch_size;
 	int output;
 	const int32_t *col_map;  /* column selection: n_cols entries, -1 dropped; or NULL */
+	uint64_t n_cols;         /* columns of every file */
 	uint64_t n_out_cols;     /* columns delivered */
 } scf__asm_cfg;
 

@@ -127,174 +127,6 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	return 0;
 }
 
-/* Open for O_DIRECT unless told otherwise or the filesystem refuses it. */
-static int open_file(scf_loader *l, const char *path, char *errbuf, size_t errlen)
-{
-	int want_direct = !(l->o.flags & SCF_F_BUFFERED);
-
-	l->fd = open(path, O_RDONLY | O_CLOEXEC | (want_direct ? O_DIRECT : 0));
-	if (l->fd < 0 && want_direct && errno == EINVAL)
-		l->fd = open(path, O_RDONLY | O_CLOEXEC);
-	else
-		l->direct = want_direct;
-	if (l->fd < 0) {
-		int e = errno;
-		if (errbuf)
-			snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(e));
-		return -e;
-	}
-	return 0;
-}
-
-/* pread all of it, or fail: short reads continue, end of file is an error. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : SCF_E_CORRUPT;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-/* Integers of any stored width to int64. */
-static void ints_to_i64(int64_t *dst, const uint8_t *src, uint64_t n, scf__dtype t)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		const uint8_t *p = src + i * t.size;
-		uint64_t u = 0;
-		memcpy(&u, p, t.size);
-		if (t.cls == SCF__T_INT && t.size < 8 && (u >> (t.size * 8 - 1)))
-			u |= ~0ULL << (t.size * 8); /* sign-extend */
-		dst[i] = (int64_t)u;
-	}
-}
-
-/* One stored chunk of indptr, decoded into `out` (chunk_bytes long). */
-static int indptr_chunk(int fd, const scf__dset *ds, uint64_t c, scf__filter_ctx *fx,
-                        uint8_t **in, size_t *in_cap, uint8_t *out, size_t chunk_bytes,
-                        char *why, size_t wlen)
-{
-	const scf__chunk *ch = &ds->chunks.chunk[c];
-	int rc;
-
-	if (ch->addr == SCF__CHUNK_UNALLOCATED) {
-		snprintf(why, wlen, "chunk %llu was never written", (unsigned long long)c);
-		return SCF_E_CORRUPT;
-	}
-	if (ch->size > *in_cap) {
-		uint8_t *q = realloc(*in, ch->size);
-		if (!q)
-			return -ENOMEM;
-		*in = q;
-		*in_cap = ch->size;
-	}
-	rc = pread_full(fd, *in, ch->size, ch->addr);
-	if (rc < 0) {
-		snprintf(why, wlen, "chunk %llu cannot be read: %s", (unsigned long long)c,
-		         scf_strerror(rc));
-		return rc;
-	}
-	rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch->filter_mask, ds->type.size,
-	                        *in, ch->size, out, chunk_bytes, why, wlen);
-	return rc;
-}
-
-/*
- * indptr whose filters HDF5 has no plugin for (lzf, zstd): read and decode
- * it with the engine's own decoders, once, at open.
- */
-static int load_indptr_raw(scf_loader *l, const char *path, char *errbuf, size_t errlen)
-{
-	scf__matrix *m = &l->m;
-	const scf__dset *ds = &m->indptr_ds;
-	uint64_t n = m->n_rows + 1, cd = ds->chunks.chunk_dims[0];
-	size_t chunk_bytes = scf__chunk_bytes(ds), in_cap = 0;
-	uint8_t *in = NULL, *out = malloc(chunk_bytes);
-	scf__filter_ctx *fx = scf__filter_ctx_new();
-	char why[300] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
-
-	m->indptr = malloc(n * sizeof(int64_t));
-	if (fd < 0 || !out || !fx || !m->indptr || ds->storage != SCF__CHUNKED) {
-		rc = fd < 0 ? -errno : ds->storage != SCF__CHUNKED ? SCF_E_CORRUPT : -ENOMEM;
-		snprintf(why, sizeof(why), "cannot be loaded: %s", scf_strerror(rc));
-	}
-	for (uint64_t c = 0; rc == 0 && c * cd < n; c++) {
-		uint64_t k = (c + 1) * cd < n ? cd : n - c * cd;
-		rc = indptr_chunk(fd, ds, c, fx, &in, &in_cap, out, chunk_bytes, why, sizeof(why));
-		if (rc == 0)
-			ints_to_i64(m->indptr + c * cd, out, k, ds->type);
-	}
-	if (fd >= 0)
-		close(fd);
-	scf__filter_ctx_free(fx);
-	free(in);
-	free(out);
-	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: %s: %s", path, ds->name, why);
-		return rc;
-	}
-	return scf__h5ad_check_indptr(m, errbuf, errlen);
-}
-
-/* What the engine cannot read gets a clear refusal at open. */
-static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
-{
-	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
-	char name[32];
-
-	for (int i = 0; i < 2 && ds[i]; i++) {
-		for (unsigned f = 0; f < ds[i]->n_filters; f++) {
-			if (scf__filter_supported(ds[i]->filter[f].id))
-				continue;
-			snprintf(errbuf, errlen, "%s: %s: uses %s (HDF5 filter id %d), which the "
-			         "engine cannot decode; supported: deflate, shuffle, fletcher32, "
-			         "lzf, zstd", m->path, ds[i]->name,
-			         scf__filter_name(ds[i]->filter[f].id, name, sizeof(name)),
-			         ds[i]->filter[f].id);
-			return SCF_E_UNSUPPORTED;
-		}
-	}
-	if (m->encoding == SCF__CSR) {
-		for (unsigned f = 0; f < m->indptr_ds.n_filters; f++) {
-			if (!m->indptr && !scf__filter_supported(m->indptr_ds.filter[f].id)) {
-				snprintf(errbuf, errlen, "%s: %s: uses %s, which neither HDF5 nor the "
-				         "engine can decode", m->path, m->indptr_ds.name,
-				         scf__filter_name(m->indptr_ds.filter[f].id, name, sizeof(name)));
-				return SCF_E_UNSUPPORTED;
-			}
-		}
-	}
-	return 0;
-}
-
-/* Every chunk holding part of a row must exist. */
-static int check_chunks_written(const scf__matrix *m, char *errbuf, size_t errlen)
-{
-	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
-
-	for (int i = 0; i < 2 && ds[i]; i++) {
-		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
-			continue;
-		const scf__chunk_map *cm = &ds[i]->chunks;
-		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
-		                cm->chunk_dims[0];
-		for (uint64_t c = (uint64_t)m->indptr[0] / cm->chunk_dims[0]; c < used && c < cm->n; c++) {
-			if (cm->chunk[c].addr == SCF__CHUNK_UNALLOCATED) {
-				snprintf(errbuf, errlen, "%s: %s: chunk %llu holds stored entries "
-				         "but was never written", m->path, ds[i]->name,
-				         (unsigned long long)c);
-				return SCF_E_CORRUPT;
-			}
-		}
-	}
-	return 0;
-}
-
 /* Requested obs columns, read whole at open. */
 static int load_obs(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
@@ -307,7 +139,7 @@ static int load_obs(scf_loader *l, const char *path, char *errbuf, size_t errlen
 			snprintf(errbuf, errlen, "%s: invalid options: obs[%u] is NULL", path, i);
 			return -EINVAL;
 		}
-		rc = scf__obs_load(&l->obs[i], path, l->o.obs[i], l->m.n_rows, errbuf, errlen);
+		rc = scf__coll_obs_load(l, &l->obs[i], l->o.obs[i], errbuf, errlen);
 		if (rc < 0)
 			return rc;
 		l->n_obs = i + 1;
@@ -350,10 +182,10 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
 	memcpy(l->subset, l->o.indices, n * sizeof(uint64_t));
 	qsort(l->subset, n, sizeof(uint64_t), cmp_u64);
 	for (uint64_t i = 0; i < n; i++) {
-		if (l->subset[i] >= l->m.n_rows || (i && l->subset[i] == l->subset[i - 1])) {
+		if (l->subset[i] >= l->n_rows || (i && l->subset[i] == l->subset[i - 1])) {
 			snprintf(errbuf, errlen, "%s: invalid options: indices holds row %llu %s",
 			         path, (unsigned long long)l->subset[i],
-			         l->subset[i] >= l->m.n_rows ? "past the last row" : "twice");
+			         l->subset[i] >= l->n_rows ? "past the last row" : "twice");
 			return -EINVAL;
 		}
 	}
@@ -366,7 +198,7 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
  */
 static int prepare_weights(scf_loader *l)
 {
-	uint64_t n = l->o.indices ? l->o.n_indices : l->m.n_rows;
+	uint64_t n = l->o.indices ? l->o.n_indices : l->n_rows;
 
 	l->weights = malloc((n ? n : 1) * sizeof(double));
 	if (!l->weights)
@@ -392,14 +224,14 @@ static int prepare_weights(scf_loader *l)
 /* Class-balanced weights: 1 / (rows of the class), 0 for missing labels. */
 static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	uint64_t n = l->subset ? l->o.n_indices : l->m.n_rows;
+	uint64_t n = l->subset ? l->o.n_indices : l->n_rows;
 	scf__obs_col col;
-	int rc = scf__obs_load(&col, path, l->o.balance_obs, l->m.n_rows, errbuf, errlen);
+	int rc = scf__coll_obs_load(l, &col, l->o.balance_obs, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
 	int32_t max = -1;
-	for (uint64_t r = 0; r < l->m.n_rows; r++)
+	for (uint64_t r = 0; r < l->n_rows; r++)
 		max = col.codes[r] > max ? col.codes[r] : max;
 	uint64_t *count = calloc((size_t)max + 2, sizeof(uint64_t));
 	l->weights = malloc((n ? n : 1) * sizeof(double));
@@ -424,15 +256,15 @@ static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t
 /* Column selection: old column -> new column, -1 for dropped columns. */
 static int prepare_columns(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	l->col_map = malloc(l->m.n_cols * sizeof(int32_t) + 1);
+	l->col_map = malloc(l->n_cols * sizeof(int32_t) + 1);
 	if (!l->col_map)
 		return -ENOMEM;
-	memset(l->col_map, 0xff, l->m.n_cols * sizeof(int32_t));
+	memset(l->col_map, 0xff, l->n_cols * sizeof(int32_t));
 	for (uint32_t i = 0; i < l->o.n_columns; i++) {
 		int32_t c = l->o.columns[i];
-		if (c < 0 || (uint64_t)c >= l->m.n_cols || l->col_map[c] >= 0) {
+		if (c < 0 || (uint64_t)c >= l->n_cols || l->col_map[c] >= 0) {
 			snprintf(errbuf, errlen, "%s: invalid options: columns[%u] = %d is %s", path,
-			         i, c, c < 0 || (uint64_t)c >= l->m.n_cols ? "outside the matrix"
+			         i, c, c < 0 || (uint64_t)c >= l->n_cols ? "outside the matrix"
 			                                               : "given twice");
 			return -EINVAL;
 		}
@@ -515,7 +347,7 @@ static void free_slots(scf_loader *l)
 static int init_sampler(scf_loader *l)
 {
 	scf__sampler_cfg c = {
-		.n_rows = l->m.n_rows,
+		.n_rows = l->n_rows,
 		.subset = l->subset,
 		.n_subset = l->o.n_indices,
 		.weights = l->weights,
@@ -547,8 +379,106 @@ static int init_sampler(scf_loader *l)
 	return 0;
 }
 
-int scf_open(scf_loader **out, const char *path, const scf_options *opts,
-             char *errbuf, size_t errlen)
+/* The name messages give the loader: its file, or the first of its files. */
+static int name_loader(scf_loader *l, const char *const *paths, uint32_t n, char *errbuf,
+                       size_t errlen)
+{
+	if (!paths || n == 0 || !paths[0]) {
+		snprintf(errbuf, errlen, "invalid arguments: %s", !paths || n == 0 ?
+		         "no files given" : "paths[0] is NULL");
+		return -EINVAL;
+	}
+	if (n == 1)
+		snprintf(l->name, sizeof(l->name), "%s", paths[0]);
+	else
+		snprintf(l->name, sizeof(l->name), "%s (and %u more files)", paths[0], n - 1);
+	return 0;
+}
+
+/* Options, files, obs and selections: everything that can be wrong with the input. */
+static int open_input(scf_loader *l, const char *const *paths, uint32_t n,
+                      const scf_options *opts, char *errbuf, size_t errlen)
+{
+	const char *path = l->name;
+	int rc = resolve_options(&l->o, opts, path, errbuf, errlen);
+
+	if (rc < 0)
+		return rc;
+	snprintf(l->matrix_key, sizeof(l->matrix_key), "%s", l->o.matrix);
+	l->o.matrix = l->matrix_key;
+	rc = scf__coll_open(l, paths, n, errbuf, errlen);
+	if (rc == 0)
+		rc = load_obs(l, path, errbuf, errlen);
+	if (rc < 0)
+		return rc;
+	l->o.obs = NULL; /* the caller's array need not outlive scf_open */
+	return prepare_selection(l, path, errbuf, errlen);
+}
+
+/* The engine proper: sampler, buffers, ring and threads. */
+static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
+{
+	const char *path = l->name;
+	int rc;
+
+	l->acfg = (scf__asm_cfg){ .fs = &l->files, .obs = l->obs, .n_obs = l->n_obs,
+	                          .batch_size = l->o.batch_size, .output = (int)l->o.output,
+	                          .col_map = l->col_map, .n_cols = l->n_cols,
+	                          .n_out_cols = l->col_map ? l->o.n_columns : l->n_cols };
+	rc = init_sampler(l);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
+		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)"
+		         : rc == -ERANGE ? "total_size exceeds the rows with positive weight "
+		                           "(drawing without replacement)"
+		         : rc == -EINVAL ? "weights must be finite, >= 0, and not all 0"
+		         : scf_strerror(rc));
+		return rc;
+	}
+	/* aligned reads suit buffered files too; unaligned ones fail on O_DIRECT files */
+	l->pcfg.align = l->any_direct ? 4096 : 1;
+	l->pcfg.max_read = l->o.max_read;
+	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
+	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
+	rc = alloc_slots(l);
+	if (rc < 0)
+		goto fail_slots;
+	l->n_workers = l->o.threads;
+	l->workers = calloc(l->n_workers, sizeof(pthread_t));
+	if (!l->workers) {
+		rc = -ENOMEM;
+		goto fail_slots;
+	}
+	rc = scf__uring_init(&l->u, l->fds, l->n_files, l->o.queue_depth);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: cannot set up io_uring: %s", path, strerror(-rc));
+		goto fail_workers;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv_ready, NULL);
+	pthread_cond_init(&l->cv_work, NULL);
+	rc = scf__pipeline_start(l);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: cannot start threads: %s", path, strerror(-rc));
+		goto fail_sync;
+	}
+	return 0;
+
+fail_sync:
+	pthread_cond_destroy(&l->cv_work);
+	pthread_cond_destroy(&l->cv_ready);
+	pthread_mutex_destroy(&l->mu);
+	scf__uring_exit(&l->u);
+fail_workers:
+	free(l->workers);
+fail_slots:
+	free_slots(l);
+	scf__sampler_free(&l->smp);
+	return rc;
+}
+
+int scf_open_collection(scf_loader **out, const char *const *paths, uint32_t n_paths,
+                        const scf_options *opts, char *errbuf, size_t errlen)
 {
 	char scratch[8];
 	scf_loader *l;
@@ -562,98 +492,62 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 	*out = NULL;
 	l = calloc(1, sizeof(*l));
 	if (!l) {
-		snprintf(errbuf, errlen, "%s: out of memory", path);
+		snprintf(errbuf, errlen, "%s: out of memory", paths && n_paths && paths[0] ? paths[0] : "");
 		return -ENOMEM;
 	}
-	l->fd = -1;
-	rc = resolve_options(&l->o, opts, path, errbuf, errlen);
-	if (rc < 0)
-		goto fail_free;
-	snprintf(l->matrix_key, sizeof(l->matrix_key), "%s", l->o.matrix);
-	l->o.matrix = l->matrix_key;
-	rc = open_file(l, path, errbuf, errlen);
-	if (rc < 0)
-		goto fail_free;
-	rc = scf__h5ad_open(&l->m, path, l->matrix_key, errbuf, errlen);
-	if (rc < 0)
-		goto fail_fd;
-	rc = check_readable(&l->m, errbuf, errlen);
-	if (rc == 0 && l->m.encoding == SCF__CSR && !l->m.indptr)
-		rc = load_indptr_raw(l, path, errbuf, errlen);
+	rc = name_loader(l, paths, n_paths, errbuf, errlen);
 	if (rc == 0)
-		rc = check_chunks_written(&l->m, errbuf, errlen);
+		rc = open_input(l, paths, n_paths, opts, errbuf, errlen);
 	if (rc == 0)
-		rc = load_obs(l, path, errbuf, errlen);
-	if (rc < 0)
-		goto fail_matrix;
-	l->o.obs = NULL; /* the caller's array need not outlive scf_open */
-	rc = prepare_selection(l, path, errbuf, errlen);
-	if (rc < 0)
-		goto fail_matrix;
-	l->acfg = (scf__asm_cfg){ .m = &l->m, .obs = l->obs, .n_obs = l->n_obs,
-	                          .batch_size = l->o.batch_size, .output = (int)l->o.output,
-	                          .col_map = l->col_map,
-	                          .n_out_cols = l->col_map ? l->o.n_columns : l->m.n_cols };
-	rc = init_sampler(l);
-	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
-		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)"
-		         : rc == -ERANGE ? "total_size exceeds the rows with positive weight "
-		                           "(drawing without replacement)"
-		         : rc == -EINVAL ? "weights must be finite, >= 0, and not all 0"
-		         : scf_strerror(rc));
-		goto fail_matrix;
+		rc = start_engine(l, errbuf, errlen);
+	if (rc == 0) {
+		*out = l;
+		return 0;
 	}
-	l->pcfg.align = l->direct ? 4096 : 1;
-	l->pcfg.max_read = l->o.max_read;
-	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
-	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
-	rc = alloc_slots(l);
-	if (rc < 0)
-		goto fail_slots;
-	l->n_workers = l->o.threads;
-	l->workers = calloc(l->n_workers, sizeof(pthread_t));
-	if (!l->workers) {
-		rc = -ENOMEM;
-		goto fail_slots;
-	}
-	rc = scf__uring_init(&l->u, l->fd, l->o.queue_depth);
-	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: cannot set up io_uring: %s", path, strerror(-rc));
-		goto fail_workers;
-	}
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv_ready, NULL);
-	pthread_cond_init(&l->cv_work, NULL);
-	rc = scf__pipeline_start(l);
-	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: cannot start threads: %s", path, strerror(-rc));
-		goto fail_sync;
-	}
-	*out = l;
-	return 0;
-
-fail_sync:
-	pthread_cond_destroy(&l->cv_work);
-	pthread_cond_destroy(&l->cv_ready);
-	pthread_mutex_destroy(&l->mu);
-	scf__uring_exit(&l->u);
-fail_workers:
-	free(l->workers);
-fail_slots:
-	free_slots(l);
-	scf__sampler_free(&l->smp);
-fail_matrix:
+	if (!errbuf[0])
+		snprintf(errbuf, errlen, "%s: %s", l->name, scf_strerror(rc));
 	free_selection(l);
 	free_obs(l);
-	scf__h5ad_free(&l->m);
-fail_fd:
-	close(l->fd);
-fail_free:
+	scf__coll_close(l);
 	free(l);
-	if (!errbuf[0])
-		snprintf(errbuf, errlen, "%s: %s", path, scf_strerror(rc));
 	return rc;
+}
+
+int scf_open(scf_loader **out, const char *path, const scf_options *opts,
+             char *errbuf, size_t errlen)
+{
+	return scf_open_collection(out, &path, 1, opts, errbuf, errlen);
+}
+
+int scf_row_locate(const scf_loader *l, uint64_t row, uint32_t *file, uint64_t *file_row)
+{
+	if (!l || row >= l->n_rows)
+		return -EINVAL;
+	uint32_t f = scf__files_find(&l->files, row);
+	if (file)
+		*file = f;
+	if (file_row)
+		*file_row = row - l->row0[f];
+	return 0;
+}
+
+uint32_t scf_file_count(const scf_loader *l)
+{
+	return l ? l->n_files : 0;
+}
+
+int scf_file_info(const scf_loader *l, uint32_t file, const char **path, uint64_t *first_row,
+                  uint64_t *n_rows)
+{
+	if (!l || file >= l->n_files)
+		return -EINVAL;
+	if (path)
+		*path = l->mats[file].path;
+	if (first_row)
+		*first_row = l->row0[file];
+	if (n_rows)
+		*n_rows = l->mats[file].n_rows;
+	return 0;
 }
 
 static uint64_t now_ns(void)
@@ -737,7 +631,7 @@ int scf_next(scf_loader *l, scf_batch **out)
 		if (all_held(l)) {
 			snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: all %u output buffers are "
 			         "held by the consumer; release batches before asking for more",
-			         l->m.path, l->m.key, l->n_slots);
+			         l->name, l->matrix_key, l->n_slots);
 			rc = SCF_E_BUFFERS_HELD;
 			break;
 		}
@@ -816,7 +710,7 @@ static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 	if (rc < 0) {
 		pthread_mutex_lock(&l->mu);
 		snprintf(l->errmsg, sizeof(l->errmsg), "%s: cannot restart threads: %s",
-		         l->m.path, strerror(-rc));
+		         l->name, strerror(-rc));
 		l->err = rc;
 		l->err_seq = 0;
 		pthread_mutex_unlock(&l->mu);
@@ -835,7 +729,7 @@ int scf_set_epoch(scf_loader *l, uint32_t epoch)
 /* FNV-1a over what decides the order of batches: a state fits only its own stream. */
 static uint64_t config_hash(const scf_loader *l)
 {
-	uint64_t v[] = { l->m.n_rows, l->m.nnz, l->o.strategy, l->o.fetch_shuffle, l->o.flags &
+	uint64_t v[] = { l->n_rows, l->nnz, l->o.strategy, l->o.fetch_shuffle, l->o.flags &
 	                 (SCF_F_DROP_LAST | SCF_F_NO_REPLACEMENT | SCF_F_EVEN_RANKS),
 	                 l->o.batch_size,
 	                 l->o.block_size, l->o.fetch_factor, l->o.seed, l->o.rank,
@@ -848,6 +742,9 @@ static uint64_t config_hash(const scf_loader *l)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	for (uint64_t i = 0; l->subset && i < l->o.n_indices; i++)
 		h = (h ^ l->subset[i]) * 0x100000001b3ULL;
+	/* a collection's position fits only the same files in the same order */
+	for (uint32_t f = 0; l->n_files > 1 && f <= l->n_files; f++)
+		h = (h ^ l->row0[f]) * 0x100000001b3ULL;
 	return h;
 }
 
@@ -872,7 +769,7 @@ int scf_state_load(scf_loader *l, const scf_state *st)
 	if (!st || st->size != sizeof(*st) || st->version != 1 ||
 	    st->config_hash != config_hash(l) || st->batch > l->batches_per_epoch) {
 		snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: saved state does not fit this "
-		         "loader (other file, options or version)", l->m.path, l->m.key);
+		         "loader (other files, options or version)", l->name, l->matrix_key);
 		return -EINVAL;
 	}
 	return restart_at(l, st->epoch, st->batch);
@@ -911,10 +808,10 @@ int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_par
 int scf_info_get(const scf_loader *l, scf_info *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->n_rows = l->m.n_rows;
-	out->n_cols = l->m.n_cols;
-	out->nnz = l->m.nnz;
-	out->dense = l->m.encoding == SCF__DENSE;
+	out->n_rows = l->n_rows;
+	out->n_cols = l->n_cols;
+	out->nnz = l->nnz;
+	out->dense = l->mats[0].encoding == SCF__DENSE;
 	out->batches_per_epoch = l->batches_per_epoch;
 	out->rows_per_epoch = l->rows_per_epoch;
 	out->output_buffers = l->n_slots;
@@ -953,7 +850,6 @@ void scf_close(scf_loader *l)
 	scf__sampler_free(&l->smp);
 	free_selection(l);
 	free_obs(l);
-	scf__h5ad_free(&l->m);
-	close(l->fd);
+	scf__coll_close(l);
 	free(l);
 }

@@ -53,9 +53,16 @@ typedef struct scf__slot {
 struct scf_loader {
 	scf_options o;             /* resolved options (defaults filled in) */
 	char matrix_key[128];
-	int fd;
-	int direct;
-	scf__matrix m;
+	/* The files, one index space: file f holds global rows [row0[f], row0[f+1]). */
+	uint32_t n_files;
+	scf__matrix *mats;         /* n_files */
+	int *fds;                  /* n_files; -1: not open */
+	uint64_t *row0;            /* n_files + 1 */
+	scf__files files;          /* the view plan and assembly use */
+	uint64_t n_rows, n_cols, nnz; /* of the whole collection */
+	int direct;                /* 1 if every file is read with O_DIRECT */
+	int any_direct;            /* 1 if some file is: reads must be aligned */
+	char name[4200];           /* the file, or "first (and N more files)": for messages */
 	scf__obs_col *obs;         /* n_obs requested obs columns */
 	uint32_t n_obs;
 	uint64_t *subset;          /* sorted rows to sample from, or NULL */
@@ -100,6 +107,16 @@ struct scf_loader {
 
 	scf_stats st;              /* mu */
 };
+
+/* collection.c: open every file (O_DIRECT where it can), describe its
+ * matrix and check that all share one gene axis.  0 or a code + sentence. */
+int scf__coll_open(scf_loader *l, const char *const *paths, uint32_t n, char *errbuf,
+                   size_t errlen);
+void scf__coll_close(scf_loader *l);
+/* obs column `name` of every file, concatenated; categories mapped to the
+ * union of the files' category lists. */
+int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, char *errbuf,
+                       size_t errlen);
 
 /* pipeline.c */
 int scf__pipeline_start(scf_loader *l);

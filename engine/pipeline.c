@@ -84,7 +84,7 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 	char msg[600];
 	int rc;
 
-	rc = scf__plan_build(&s->plan, &l->m, &l->pcfg, s->ord.rows, s->ord.n);
+	rc = scf__plan_build_files(&s->plan, &l->files, &l->pcfg, s->ord.rows, s->ord.n);
 	if (rc == 0)
 		rc = ensure_staging(s, s->plan.staging_bytes);
 	if (rc == 0 && s->plan.n_reads > s->req_cap) {
@@ -98,14 +98,15 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 	}
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s: cannot plan a fetch of %llu rows: %s",
-		         l->m.path, l->m.key, (unsigned long long)s->ord.n, scf_strerror(rc));
+		         l->name, l->matrix_key, (unsigned long long)s->ord.n, scf_strerror(rc));
 		fail_slot(l, s, rc, msg);
 		return rc;
 	}
 	for (uint64_t i = 0; i < s->plan.n_reads; i++) {
 		const scf__read *r = &s->plan.reads[i];
 		s->req[i] = (scf__ioreq){ .file_off = r->file_off, .buf = s->staging + r->staging_off,
-		                          .len = r->len, .need = r->need, .owner = s };
+		                          .len = r->len, .need = r->need, .file = r->file,
+		                          .owner = s };
 	}
 	s->n_req = s->plan.n_reads;
 	s->next_req = 0;
@@ -128,13 +129,14 @@ static void queue_for_decode(scf_loader *l, scf__slot *s)
 
 	if (s->io_error) {
 		scf__ioreq *rq = s->bad_req;
+		const char *path = l->mats[rq->file].path; /* the file the read went to */
 		if (s->io_error == -ENODATA)
 			snprintf(msg, sizeof(msg), "%s: %s: file truncated: the read at byte %llu "
-			         "needed %u bytes and the file ended after %u", l->m.path, l->m.key,
+			         "needed %u bytes and the file ended after %u", path, l->matrix_key,
 			         (unsigned long long)rq->file_off, rq->need, rq->done);
 		else
 			snprintf(msg, sizeof(msg), "%s: %s: read of %u bytes at byte %llu failed: %s",
-			         l->m.path, l->m.key, rq->len, (unsigned long long)rq->file_off,
+			         path, l->matrix_key, rq->len, (unsigned long long)rq->file_off,
 			         strerror(-s->io_error));
 		fail_slot(l, s, s->io_error == -ENODATA ? SCF_E_CORRUPT : s->io_error, msg);
 		return;
@@ -254,7 +256,7 @@ static void *io_main(void *arg)
 		int rc = scf__uring_submit(&l->u, 1);
 		if (rc < 0 && rc != -EBUSY && rc != -ETIME) {
 			char msg[300];
-			snprintf(msg, sizeof(msg), "%s: io_uring submit failed: %s", l->m.path,
+			snprintf(msg, sizeof(msg), "%s: io_uring submit failed: %s", l->name,
 			         strerror(-rc));
 			pthread_mutex_lock(&l->mu);
 			scf__set_error(l, l->prod_seq, rc, msg);
@@ -299,7 +301,7 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s: cannot allocate %zu bytes of output buffers",
-		         l->m.path, l->m.key, need);
+		         l->name, l->matrix_key, need);
 	} else {
 		rc = scf__assemble(&l->acfg, &s->plan, &s->ord, s->staging, s->arena, s->batch,
 		                   &s->n_batch, sc, msg, sizeof(msg));
@@ -327,7 +329,7 @@ static void *work_main(void *arg)
 {
 	scf_loader *l = arg;
 	scf__scratch sc;
-	int ok = scf__scratch_init(&sc, &l->m, scf__sampler_fetch_rows(&l->smp)) == 0;
+	int ok = scf__scratch_init(&sc, &l->files, scf__sampler_fetch_rows(&l->smp)) == 0;
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
@@ -347,7 +349,7 @@ static void *work_main(void *arg)
 			pthread_mutex_lock(&l->mu);
 			char msg[600];
 			snprintf(msg, sizeof(msg), "%s: %s: a decode worker cannot allocate its "
-			         "scratch buffers: out of memory", l->m.path, l->m.key);
+			         "scratch buffers: out of memory", l->name, l->matrix_key);
 			scf__set_error(l, s->seq, -ENOMEM, msg);
 			scf__staging_put(l, s);
 			s->state = SLOT_FREE;

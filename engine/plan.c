@@ -18,6 +18,7 @@ void scf__plan_init(scf__plan *p)
 
 void scf__plan_free(scf__plan *p)
 {
+	free(p->rfile);
 	free(p->drow);
 	free(p->irow);
 	free(p->dpiece);
@@ -26,6 +27,20 @@ void scf__plan_free(scf__plan *p)
 	free(p->reads);
 	free(p->order);
 	memset(p, 0, sizeof(*p));
+}
+
+uint32_t scf__files_find(const scf__files *fs, uint64_t row)
+{
+	uint32_t lo = 0, hi = fs->n - 1;
+
+	while (lo < hi) { /* the last file whose first row is <= row */
+		uint32_t mid = lo + (hi - lo + 1) / 2;
+		if (fs->row0[mid] <= row)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
 }
 
 uint64_t scf__chunk_bytes(const scf__dset *ds)
@@ -60,6 +75,7 @@ typedef struct sink {
 	scf__plan *p;
 	const scf__dset *ds;
 	uint32_t which;       /* 0: data, 1: indices */
+	uint32_t file;
 	int filtered;
 	scf__piece **arr;
 	uint64_t *n, *cap;
@@ -73,7 +89,8 @@ static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 
 	/* Rows are sorted, so a chunk seen before is almost always a recent one. */
 	for (uint64_t i = p->n_zchunk, k = 0; i > 0 && k < 64; i--, k++) {
-		if (p->zchunk[i - 1].id == id && p->zchunk[i - 1].ds == s->which) {
+		const scf__zchunk *z = &p->zchunk[i - 1];
+		if (z->id == id && z->ds == s->which && z->x.file == s->file) {
 			*out = (uint32_t)(i - 1);
 			return 0;
 		}
@@ -81,7 +98,7 @@ static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 	if (grow((void **)&p->zchunk, &p->cap_zchunk, p->n_zchunk + 1, sizeof(*p->zchunk)) < 0)
 		return -ENOMEM;
 	p->zchunk[p->n_zchunk] = (scf__zchunk){
-		.x = { .file_off = ch->addr, .nbytes = ch->size },
+		.x = { .file_off = ch->addr, .nbytes = ch->size, .file = s->file },
 		.id = id, .filter_mask = ch->filter_mask, .ds = s->which };
 	p->bytes_decoded += scf__chunk_bytes(s->ds);
 	*out = (uint32_t)p->n_zchunk++;
@@ -91,7 +108,7 @@ static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 /* Add the piece of `nbytes` at byte `in_chunk` of chunk `id` (or contiguous). */
 static int push_piece(sink *s, uint64_t id, uint64_t in_chunk, uint64_t nbytes)
 {
-	scf__piece pc = { .x = { .nbytes = nbytes }, .zchunk = SCF__RAW };
+	scf__piece pc = { .x = { .nbytes = nbytes, .file = s->file }, .zchunk = SCF__RAW };
 	const scf__dset *ds = s->ds;
 
 	if (ds->storage == SCF__CONTIGUOUS) {
@@ -150,11 +167,16 @@ static int pieces_dense_row(sink *s, uint64_t r)
 	return 0;
 }
 
+/* By file, then offset: runs of one file follow each other. */
+static int before(const scf__extent *a, const scf__extent *b)
+{
+	return a->file != b->file ? a->file < b->file : a->file_off < b->file_off;
+}
+
 static int cmp_extent(const void *a, const void *b)
 {
-	uint64_t x = (*(scf__extent *const *)a)->file_off;
-	uint64_t y = (*(scf__extent *const *)b)->file_off;
-	return (x > y) - (x < y);
+	const scf__extent *x = *(scf__extent *const *)a, *y = *(scf__extent *const *)b;
+	return before(x, y) ? -1 : before(y, x);
 }
 
 static void add_extent(scf__plan *p, uint64_t *n, scf__extent *x)
@@ -176,7 +198,7 @@ static uint64_t order_extents(scf__plan *p)
 	for (uint64_t i = 0; i < p->n_zchunk; i++)
 		add_extent(p, &n, &p->zchunk[i].x);
 	for (uint64_t i = 1; i < n && sorted; i++)
-		sorted = p->order[i]->file_off >= p->order[i - 1]->file_off;
+		sorted = !before(p->order[i], p->order[i - 1]);
 	if (!sorted)
 		qsort(p->order, n, sizeof(*p->order), cmp_extent);
 	return n;
@@ -186,7 +208,7 @@ static uint64_t order_extents(scf__plan *p)
  * Queue reads covering one run [start, end) placed at staging offset so;
  * bytes past data_end are alignment padding.
  */
-static int emit_run(scf__plan *p, const scf__plan_cfg *cfg, uint64_t start,
+static int emit_run(scf__plan *p, const scf__plan_cfg *cfg, uint32_t file, uint64_t start,
                     uint64_t end, uint64_t data_end, uint64_t so)
 {
 	while (start < end) {
@@ -197,7 +219,7 @@ static int emit_run(scf__plan *p, const scf__plan_cfg *cfg, uint64_t start,
 			return -ENOMEM;
 		p->reads[p->n_reads++] = (scf__read){ .file_off = start, .staging_off = so,
 		                                      .len = (uint32_t)len,
-		                                      .need = (uint32_t)need };
+		                                      .need = (uint32_t)need, .file = file };
 		start += len;
 		so += len;
 	}
@@ -209,23 +231,25 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 {
 	uint64_t a = cfg->align, run_start = 0, run_end = 0, run_so = 0, so = 0;
 	uint64_t data_end = 0;
+	uint32_t file = 0;
 	int open = 0;
 
 	for (uint64_t i = 0; i < n; i++) {
 		scf__extent *x = p->order[i];
 		uint64_t s = x->file_off / a * a;
 		uint64_t pe = x->file_off + x->nbytes, e = (pe + a - 1) / a * a;
-		if (open && s <= run_end + (uint64_t)cfg->gap) {
+		if (open && x->file == file && s <= run_end + (uint64_t)cfg->gap) {
 			if (e > run_end)
 				run_end = e;
 		} else {
-			if (open && emit_run(p, cfg, run_start, run_end, data_end, run_so) < 0)
+			if (open && emit_run(p, cfg, file, run_start, run_end, data_end, run_so) < 0)
 				return -ENOMEM;
 			so += open ? run_end - run_start : 0;
 			run_start = s;
 			run_end = e;
 			run_so = so;
 			data_end = 0;
+			file = x->file;
 			open = 1;
 		}
 		if (pe > data_end)
@@ -233,7 +257,7 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 		x->staging_off = run_so + (x->file_off - run_start);
 	}
 	if (open) {
-		if (emit_run(p, cfg, run_start, run_end, data_end, run_so) < 0)
+		if (emit_run(p, cfg, file, run_start, run_end, data_end, run_so) < 0)
 			return -ENOMEM;
 		so += run_end - run_start;
 	}
@@ -241,9 +265,10 @@ static int coalesce(scf__plan *p, const scf__plan_cfg *cfg, uint64_t n)
 	return 0;
 }
 
-static sink make_sink(scf__plan *p, const scf__dset *ds, uint32_t which)
+static sink make_sink(scf__plan *p, const scf__dset *ds, uint32_t which, uint32_t file)
 {
-	sink s = { .p = p, .ds = ds, .which = which, .filtered = ds->n_filters > 0 };
+	sink s = { .p = p, .ds = ds, .which = which, .file = file,
+	           .filtered = ds->n_filters > 0 };
 
 	s.arr = which ? &p->ipiece : &p->dpiece;
 	s.n = which ? &p->n_ipiece : &p->n_dpiece;
@@ -251,41 +276,66 @@ static sink make_sink(scf__plan *p, const scf__dset *ds, uint32_t which)
 	return s;
 }
 
-int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg,
-                    const uint64_t *rows, uint64_t n)
+/* Room for n rows' bookkeeping; grows, never shrinks. */
+static int grow_rows(scf__plan *p, uint64_t n)
 {
-	sink sd = make_sink(p, &m->data, 0), si = make_sink(p, &m->indices, 1);
-	int dense = m->encoding == SCF__DENSE;
+	uint64_t *d, *r;
+	uint32_t *f;
 
-	if (n + 1 > p->cap_rows) {
-		uint64_t *d = realloc(p->drow, (n + 1) * sizeof(uint64_t));
-		if (d)
-			p->drow = d;
-		uint64_t *r = d ? realloc(p->irow, (n + 1) * sizeof(uint64_t)) : NULL;
-		if (!r)
-			return -ENOMEM;
+	if (n + 1 <= p->cap_rows)
+		return 0;
+	if ((d = realloc(p->drow, (n + 1) * sizeof(uint64_t))) != NULL)
+		p->drow = d;
+	if ((r = realloc(p->irow, (n + 1) * sizeof(uint64_t))) != NULL)
 		p->irow = r;
-		p->cap_rows = n + 1;
+	if ((f = realloc(p->rfile, (n + 1) * sizeof(uint32_t))) != NULL)
+		p->rfile = f;
+	if (!d || !r || !f)
+		return -ENOMEM;
+	p->cap_rows = n + 1;
+	return 0;
+}
+
+/* The pieces of one row (`r` local to its file, whose sinks are sd, si). */
+static int row_pieces(scf__plan *p, const scf__matrix *m, sink *sd, sink *si, uint64_t r)
+{
+	int rc;
+
+	if (m->encoding == SCF__DENSE) {
+		p->dense_rows++;
+		return pieces_dense_row(sd, r);
 	}
+	uint64_t e0 = (uint64_t)m->indptr[r], e1 = (uint64_t)m->indptr[r + 1];
+	rc = pieces_1d(sd, e0, e1);
+	if (rc == 0)
+		rc = pieces_1d(si, e0, e1);
+	p->nnz += e1 - e0;
+	return rc;
+}
+
+int scf__plan_build_files(scf__plan *p, const scf__files *fs, const scf__plan_cfg *cfg,
+                          const uint64_t *rows, uint64_t n)
+{
+	uint32_t f = UINT32_MAX;
+	sink sd = { 0 }, si = { 0 };
+
+	if (grow_rows(p, n) < 0)
+		return -ENOMEM;
 	p->n_rows = n;
 	p->n_dpiece = p->n_ipiece = p->n_zchunk = p->n_reads = 0;
-	p->bytes_requested = p->bytes_decoded = p->nnz = 0;
+	p->bytes_requested = p->bytes_decoded = p->nnz = p->dense_rows = 0;
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t r = rows[i];
-		int rc;
+		/* rows are sorted, so the file changes only a few times per fetch */
+		if (f == UINT32_MAX || rows[i] < fs->row0[f] || rows[i] >= fs->row0[f + 1]) {
+			f = scf__files_find(fs, rows[i]);
+			sd = make_sink(p, &fs->m[f].data, 0, f);
+			si = make_sink(p, &fs->m[f].indices, 1, f);
+		}
+		p->rfile[i] = f;
 		p->drow[i] = p->n_dpiece;
 		p->irow[i] = p->n_ipiece;
-		if (dense) {
-			rc = pieces_dense_row(&sd, r);
-		} else {
-			uint64_t e0 = (uint64_t)m->indptr[r], e1 = (uint64_t)m->indptr[r + 1];
-			rc = pieces_1d(&sd, e0, e1);
-			if (rc == 0)
-				rc = pieces_1d(&si, e0, e1);
-			p->nnz += e1 - e0;
-		}
-		if (rc < 0)
-			return rc;
+		if (row_pieces(p, &fs->m[f], &sd, &si, rows[i] - fs->row0[f]) < 0)
+			return -ENOMEM;
 	}
 	p->drow[n] = p->n_dpiece;
 	p->irow[n] = p->n_ipiece;
@@ -293,4 +343,13 @@ int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg
 	         sizeof(*p->order)) < 0)
 		return -ENOMEM;
 	return coalesce(p, cfg, order_extents(p));
+}
+
+int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg,
+                    const uint64_t *rows, uint64_t n)
+{
+	uint64_t row0[2] = { 0, m->n_rows };
+	scf__files fs = { .m = m, .row0 = row0, .n = 1 };
+
+	return scf__plan_build_files(p, &fs, cfg, rows, n);
 }

@@ -20,11 +20,26 @@
 #define SCF__NO_FILE UINT64_MAX  /* piece of an unallocated chunk: zeros */
 #define SCF__RAW UINT32_MAX      /* piece not inside a filtered chunk */
 
-/* Bytes to bring from the file into staging. */
+/*
+ * The files a loader reads as one index space (a collection; one file is
+ * the n = 1 case): file f holds global rows [row0[f], row0[f + 1]).
+ */
+typedef struct scf__files {
+	const scf__matrix *m; /* n matrices */
+	const uint64_t *row0; /* n + 1 */
+	uint32_t n;
+} scf__files;
+
+/* The file holding global row `row` (< row0[n]). */
+uint32_t scf__files_find(const scf__files *fs, uint64_t row);
+
+/* Bytes to bring from one file into staging. */
 typedef struct scf__extent {
 	uint64_t file_off;    /* absolute offset, or SCF__NO_FILE */
 	uint64_t staging_off; /* where the bytes land in staging */
 	uint64_t nbytes;
+	uint32_t file;        /* index into the loader's files */
+	uint32_t _pad;
 } scf__extent;
 
 typedef struct scf__piece {
@@ -40,15 +55,18 @@ typedef struct scf__zchunk {
 	scf__extent x;        /* the chunk as stored */
 	uint64_t id;          /* position in the dataset's chunk grid */
 	uint32_t filter_mask;
-	uint32_t ds;          /* 0: data, 1: indices */
+	uint32_t ds;          /* 0: data, 1: indices; of file x.file */
 } scf__zchunk;
 
+/* One read never spans files: runs are cut where the file changes. */
 typedef struct scf__read {
 	uint64_t file_off;
 	uint64_t staging_off;
 	uint32_t len;  /* bytes asked for (aligned) */
 	uint32_t need; /* bytes that must arrive: the rest is alignment past a
 	                  piece's end, which may lie beyond the end of the file */
+	uint32_t file;
+	uint32_t _pad;
 } scf__read;
 
 typedef struct scf__plan_cfg {
@@ -59,6 +77,8 @@ typedef struct scf__plan_cfg {
 
 typedef struct scf__plan {
 	uint64_t n_rows;
+	uint32_t *rfile;          /* row i lies in file rfile[i] */
+	uint64_t dense_rows;      /* rows of dense files (their entries are not in nnz) */
 	/* Row i's data pieces are dpiece[drow[i] .. drow[i+1]), likewise indices. */
 	uint64_t *drow, *irow;
 	scf__piece *dpiece, *ipiece;
@@ -70,7 +90,7 @@ typedef struct scf__plan {
 	uint64_t staging_bytes;   /* bytes of staging the reads fill */
 	uint64_t bytes_requested; /* bytes the rows occupy (decoded) */
 	uint64_t bytes_decoded;   /* bytes of filtered chunks decoded */
-	uint64_t nnz;             /* elements the fetch delivers (CSR) */
+	uint64_t nnz;             /* stored entries of the fetch's rows in CSR files */
 	/* scratch for sorting extents by offset */
 	scf__extent **order;
 	uint64_t cap_order;
@@ -80,7 +100,11 @@ typedef struct scf__plan {
 void scf__plan_init(scf__plan *p);
 void scf__plan_free(scf__plan *p);
 
-/* Build the plan of `n` sorted rows of m.  0 or -ENOMEM. */
+/* Build the plan of `n` sorted global rows of the files.  0 or -ENOMEM. */
+int scf__plan_build_files(scf__plan *p, const scf__files *fs, const scf__plan_cfg *cfg,
+                          const uint64_t *rows, uint64_t n);
+
+/* The same for the rows of one matrix. */
 int scf__plan_build(scf__plan *p, const scf__matrix *m, const scf__plan_cfg *cfg,
                     const uint64_t *rows, uint64_t n);
 

@@ -31,7 +31,7 @@ static int arm_wake(scf__uring *u)
 	return 0;
 }
 
-int scf__uring_init(scf__uring *u, int fd, unsigned depth)
+int scf__uring_init(scf__uring *u, const int *fds, unsigned n_fds, unsigned depth)
 {
 	struct io_uring_params p;
 	int rc;
@@ -42,7 +42,8 @@ int scf__uring_init(scf__uring *u, int fd, unsigned depth)
 	p.flags = IORING_SETUP_CQSIZE;
 	p.cq_entries = depth * 2;
 	u->depth = depth;
-	u->fd = fd;
+	u->fds = fds;
+	u->n_fds = n_fds;
 	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (u->wake_fd < 0)
 		return -errno;
@@ -50,8 +51,8 @@ int scf__uring_init(scf__uring *u, int fd, unsigned depth)
 	if (rc < 0)
 		goto fail_efd;
 	u->depth = p.sq_entries;
-	/* A registered file saves a reference count per read. */
-	if (io_uring_register_files(&u->ring, &fd, 1) == 0)
+	/* Registered files save a reference count per read; plain fds still work. */
+	if (io_uring_register_files(&u->ring, fds, n_fds) == 0)
 		u->fixed = 1;
 	rc = arm_wake(u);
 	if (rc < 0)
@@ -88,7 +89,7 @@ int scf__uring_queue(scf__uring *u, scf__ioreq *rq)
 	if (__asan_region_is_poisoned(rq->buf + rq->done, rq->len - rq->done))
 		__builtin_trap();
 #endif
-	io_uring_prep_read(sqe, u->fixed ? 0 : u->fd, rq->buf + rq->done,
+	io_uring_prep_read(sqe, u->fixed ? (int)rq->file : u->fds[rq->file], rq->buf + rq->done,
 	                   rq->len - rq->done, rq->file_off + rq->done);
 	if (u->fixed)
 		sqe->flags |= IOSQE_FIXED_FILE;
@@ -116,7 +117,7 @@ static void complete_read(scf__uring *u, scf__ioreq *rq, int res,
                           scf__read_done_fn done, void *ctx)
 {
 	u->inflight--;
-	res = SCF__FAULT_READ(rq->file_off + rq->done, rq->len - rq->done, res);
+	res = SCF__FAULT_READ(rq->file, rq->file_off + rq->done, rq->len - rq->done, res);
 	if (res == -EAGAIN || res == -EINTR) {
 		rq->requeued++;
 		__atomic_fetch_add(&u->reads_requeued, 1, __ATOMIC_RELAXED);

@@ -1,6 +1,6 @@
 /*
- * engine/uring — the io_uring scheduler: one ring per loader, reads of the
- * file registered as a fixed file, a wake-up eventfd polled on the same
+ * engine/uring — the io_uring scheduler: one ring per loader, serving every
+ * file of a collection, registered as fixed files (index = file number), a wake-up eventfd polled on the same
  * ring so that one wait covers both completions and consumer events, and
  * the retry rules (short reads continue, -EAGAIN/-EINTR resubmit, end of
  * file before the needed bytes is an error).
@@ -20,13 +20,16 @@ typedef struct scf__ioreq {
 	uint32_t need;   /* bytes that must arrive (rest may lie past EOF) */
 	uint32_t done;   /* bytes arrived so far */
 	uint32_t requeued;
+	uint32_t file;   /* index into the ring's files */
+	uint32_t _pad;
 	void *owner;     /* the fetch it belongs to */
 } scf__ioreq;
 
 typedef struct scf__uring {
 	struct io_uring ring;
-	int fd;           /* the file (index 0 when registered) */
-	int fixed;        /* 1 if registered as a fixed file */
+	const int *fds;   /* the files (the caller's array, outlives the ring) */
+	unsigned n_fds;
+	int fixed;        /* 1 if registered as fixed files */
 	int wake_fd;      /* eventfd written by other threads */
 	uint64_t wake_buf;
 	unsigned depth;   /* SQ entries */
@@ -38,7 +41,8 @@ typedef struct scf__uring {
 /* Completed read (res >= 0 bytes, all `need` present) or failed one. */
 typedef void (*scf__read_done_fn)(void *ctx, scf__ioreq *rq, int res);
 
-int scf__uring_init(scf__uring *u, int fd, unsigned depth);
+/* A ring reading fds[0..n_fds); fds must stay valid until scf__uring_exit. */
+int scf__uring_init(scf__uring *u, const int *fds, unsigned n_fds, unsigned depth);
 void scf__uring_exit(scf__uring *u);
 
 /* Free submission slots for reads (one is kept for the wake-up poll). */

@@ -58,10 +58,10 @@ void scf__fault_read_hook(scf__read_fault_fn fn, void *ctx)
 	atomic_store(&read_fn, fn);
 }
 
-int scf__fault_read(uint64_t file_off, uint32_t len, int res)
+int scf__fault_read(uint32_t file, uint64_t file_off, uint32_t len, int res)
 {
 	scf__read_fault_fn fn = atomic_load(&read_fn);
-	return fn ? fn(atomic_load(&read_ctx), file_off, len, res) : res;
+	return fn ? fn(atomic_load(&read_ctx), file, file_off, len, res) : res;
 }
 #else
 typedef int scf__faults_unused; /* ISO C wants something in a translation unit */

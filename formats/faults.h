@@ -15,7 +15,9 @@
 #include <string.h>
 
 /* What a read-fault hook may do to a completion: return the new result. */
-typedef int (*scf__read_fault_fn)(void *ctx, uint64_t file_off, uint32_t len, int res);
+/* `file` is the index of the read's file in its loader's collection. */
+typedef int (*scf__read_fault_fn)(void *ctx, uint32_t file, uint64_t file_off, uint32_t len,
+                                  int res);
 
 #ifdef SCF_FAULT_INJECTION
 /* Fail the allocation that comes `n` allocations from now (0: never). */
@@ -30,16 +32,16 @@ char *scf__fi_strdup(const char *s);
 int scf__fi_fail_now(void);
 /* Hook every read completion of every loader opened from now on (NULL: none). */
 void scf__fault_read_hook(scf__read_fault_fn fn, void *ctx);
-int scf__fault_read(uint64_t file_off, uint32_t len, int res);
+int scf__fault_read(uint32_t file, uint64_t file_off, uint32_t len, int res);
 
 #define malloc(n) scf__fi_malloc(n)
 #define calloc(n, s) scf__fi_calloc(n, s)
 #define realloc(p, n) scf__fi_realloc(p, n)
 #define strdup(s) scf__fi_strdup(s)
-#define SCF__FAULT_READ(off, len, res) scf__fault_read(off, len, res)
+#define SCF__FAULT_READ(file, off, len, res) scf__fault_read(file, off, len, res)
 #define SCF__FAULT_MMAP() scf__fi_fail_now()
 #else
-#define SCF__FAULT_READ(off, len, res) (res)
+#define SCF__FAULT_READ(file, off, len, res) (res)
 #define SCF__FAULT_MMAP() 0
 #endif
 

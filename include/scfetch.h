@@ -2,8 +2,9 @@
  * scfetch — stream shuffled minibatches of single-cell matrices from .h5ad
  * files far larger than memory, through io_uring.
  *
- * The one public header.  A loader is opened on one file and one matrix
- * (`X`, `layers/<name>`, `raw/X`); scf_next() hands out minibatches whose
+ * The one public header.  A loader is opened on one file, or on a
+ * collection of files sharing one gene axis, and one matrix (`X`,
+ * `layers/<name>`, `raw/X`); scf_next() hands out minibatches whose
  * buffers stay valid until scf_release().  Every function returns 0 (or a
  * documented positive status) on success and a negative errno, or one of
  * the SCF_E_* codes below, on failure; scf_errmsg() then holds a sentence
@@ -183,10 +184,10 @@ typedef struct scf_stats {
 	uint32_t direct;           /* 1 if reads use O_DIRECT */
 } scf_stats;
 
-/* Facts about the matrix, available right after open. */
+/* Facts about the matrix (of all files of a collection), available right after open. */
 typedef struct scf_info {
 	uint64_t n_rows, n_cols, nnz;
-	uint32_t dense;           /* 1 if the matrix is a dense 2-D dataset */
+	uint32_t dense;           /* 1 if the (first file's) matrix is a dense 2-D dataset */
 	uint64_t batches_per_epoch; /* for this rank and worker */
 	uint64_t rows_per_epoch;    /* for this rank and worker */
 	uint32_t output_buffers;    /* fetch buffers; a consumer holding batches of all of
@@ -201,6 +202,31 @@ typedef struct scf_info {
  */
 SCF_API int scf_open(scf_loader **out, const char *path, const scf_options *opts,
                      char *errbuf, size_t errlen);
+
+/*
+ * Open a collection: n_paths files (e.g. one per plate) read as one matrix
+ * whose rows are the files' rows in list order, so global row id g of file
+ * f is first_row(f) + its row in f.  Every file must have the same number of
+ * columns and, when all of them have a var index, the same gene names
+ * (-EINVAL otherwise, naming both files).  Dtypes, encodings, chunkings and
+ * filters may differ per file.  Requested obs columns are concatenated;
+ * categorical ones get the union of the files' categories, in order of
+ * first appearance (file by file).  scf_open() is the n_paths = 1 case.
+ * Options (subsets, weights, columns) refer to global row ids.
+ */
+SCF_API int scf_open_collection(scf_loader **out, const char *const *paths, uint32_t n_paths,
+                                const scf_options *opts, char *errbuf, size_t errlen);
+
+/* Files of the loader (1 for scf_open). */
+SCF_API uint32_t scf_file_count(const scf_loader *l);
+
+/* File `file`'s path, its first global row id and its row count (any may be NULL). */
+SCF_API int scf_file_info(const scf_loader *l, uint32_t file, const char **path,
+                          uint64_t *first_row, uint64_t *n_rows);
+
+/* The file and the row in that file of global row id `row`; -EINVAL past the end. */
+SCF_API int scf_row_locate(const scf_loader *l, uint64_t row, uint32_t *file,
+                           uint64_t *file_row);
 
 /*
  * Block until the next minibatch is ready.  Returns 0 and sets *out, or

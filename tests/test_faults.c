@@ -91,7 +91,7 @@ static scf_options opts(void)
 
 static atomic_int calls;
 
-static int eio_at_50(void *ctx, uint64_t off, uint32_t len, int res)
+static int eio_at_50(void *ctx, uint32_t file, uint64_t off, uint32_t len, int res)
 {
 	return atomic_fetch_add(&calls, 1) == 50 ? -EIO : res;
 }
@@ -110,19 +110,19 @@ Test(faults, eio_surfaces_through_next)
 }
 
 /* Short completions: keep 4 KiB-aligned prefixes so O_DIRECT can continue. */
-static int short_reads(void *ctx, uint64_t off, uint32_t len, int res)
+static int short_reads(void *ctx, uint32_t file, uint64_t off, uint32_t len, int res)
 {
 	if (res > 8192 && atomic_fetch_add(&calls, 1) % 2 == 0)
 		return res / 2 / 4096 * 4096;
 	return res;
 }
 
-static int eagain_some(void *ctx, uint64_t off, uint32_t len, int res)
+static int eagain_some(void *ctx, uint32_t file, uint64_t off, uint32_t len, int res)
 {
 	return atomic_fetch_add(&calls, 1) % 3 == 0 ? -EAGAIN : res;
 }
 
-static int stall_some(void *ctx, uint64_t off, uint32_t len, int res)
+static int stall_some(void *ctx, uint32_t file, uint64_t off, uint32_t len, int res)
 {
 	if (atomic_fetch_add(&calls, 1) % 40 == 0)
 		usleep(20000);

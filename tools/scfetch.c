@@ -1,7 +1,8 @@
 /*
  * tools/scfetch — the command-line face of the library:
- *   scfetch info FILE [--matrix KEY]     what the file holds and what the engine reads
- *   scfetch bench FILE [options]          stream epochs, print throughput and I/O figures
+ *   scfetch info FILE... [--matrix KEY]  what the files hold and what the engine reads
+ *   scfetch bench FILE... [options]       stream epochs, print throughput and I/O figures
+ *                                         (several files: one collection, one index space)
  *   scfetch demo [--dir D] [--cells N]    write a realistic dataset if absent, then bench it
  *   scfetch repack IN OUT [options]       rewrite a matrix with row-sized chunks
  */
@@ -40,8 +41,8 @@ static double cpu_now_s(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	"usage: scfetch info FILE [--matrix KEY]\n"
-	"       scfetch bench FILE [options]\n"
+	"usage: scfetch info FILE... [--matrix KEY]\n"
+	"       scfetch bench FILE... [options]   (several files are read as one collection)\n"
 	"       scfetch demo [--dir DIR] [--cells N] [options]\n"
 	"       scfetch repack IN OUT [--matrix KEY] [--chunk-rows N] [--codec zstd|deflate|none]\n"
 	"                      [--level L]\n"
@@ -106,7 +107,7 @@ static void warn_chunking(const scf__matrix *m)
 		       "--chunk-rows 4` makes random access cheap\n", rows, rows);
 }
 
-static int cmd_info(const char *path, const char *key)
+static int info_one(const char *path, const char *key)
 {
 	char err[1024];
 	scf__matrix m;
@@ -141,6 +142,40 @@ static int cmd_info(const char *path, const char *key)
 	return rc == 0 ? 0 : 2;
 }
 
+/* Each file, then, for several, what the engine makes of them as one collection. */
+static int cmd_info(const char *const *paths, uint32_t n, const char *key)
+{
+	char err[1024];
+	scf_loader *l;
+	scf_info info;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		int r = info_one(paths[i], key);
+		rc = rc ? rc : r;
+	}
+	if (n < 2)
+		return rc;
+	if (scf_open_collection(&l, paths, n, &(scf_options){ .size = sizeof(scf_options),
+	                        .matrix = key }, err, sizeof(err)) < 0) {
+		printf("collection of %u files: cannot be read as one: %s\n", n, err);
+		return 2;
+	}
+	scf_info_get(l, &info);
+	printf("collection of %u files: %s\n", n, key);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t first, rows;
+		scf_file_info(l, i, NULL, &first, &rows);
+		printf("  file %-3u         rows %llu..%llu  %s\n", i, (unsigned long long)first,
+		       (unsigned long long)(first + rows), paths[i]);
+	}
+	printf("  total            %llu x %llu, %llu stored entries\n",
+	       (unsigned long long)info.n_rows, (unsigned long long)info.n_cols,
+	       (unsigned long long)info.nnz);
+	scf_close(l);
+	return rc;
+}
+
 typedef struct bench_cfg {
 	scf_options o;
 	uint32_t epochs;
@@ -154,7 +189,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* One run: stream epochs, time each scf_next, print a line of figures. */
-static int bench_one(const char *path, const bench_cfg *c)
+static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg *c)
 {
 	char err[1024];
 	scf_loader *l;
@@ -164,7 +199,7 @@ static int bench_one(const char *path, const bench_cfg *c)
 	double t0, t1;
 	int rc;
 
-	rc = scf_open(&l, path, &c->o, err, sizeof(err));
+	rc = scf_open_collection(&l, paths, n_paths, &c->o, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
 		return 1;
@@ -325,8 +360,11 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		default: usage(stderr); return 2;
 		}
 	}
-	const char *path = path_override ? path_override : (optind < argc ? argv[optind] : NULL);
-	if (!path || nblocks <= 0 || nfetch <= 0) {
+	/* every positional argument is a file; several make one collection */
+	const char *const *paths = path_override ? &path_override
+	                                         : (const char *const *)argv + optind;
+	uint32_t n_paths = path_override ? 1 : optind < argc ? (uint32_t)(argc - optind) : 0;
+	if (!n_paths || nblocks <= 0 || nfetch <= 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -334,7 +372,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		for (int j = 0; j < nfetch && rc == 0; j++) {
 			c.o.block_size = blocks[i];
 			c.o.fetch_factor = fetches[j];
-			rc = bench_one(path, &c);
+			rc = bench_one(paths, n_paths, &c);
 		}
 	}
 	return rc;
@@ -374,7 +412,7 @@ static int cmd_demo(int argc, char **argv)
 		}
 		printf("written in %.1f s\n", now_s() - t0);
 	}
-	if (cmd_info(path, "X") != 0)
+	if (info_one(path, "X") != 0)
 		return 1;
 	printf("\nstreaming one epoch per setting (O_DIRECT, batch 64, fetch_factor 16):\n");
 	char *args[] = { argv[0], "--strategy", "stream", NULL };
@@ -590,10 +628,17 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "info") == 0 && argc >= 3) {
 		const char *key = "X";
-		for (int i = 3; i + 1 < argc; i++)
-			if (strcmp(argv[i], "--matrix") == 0)
-				key = argv[i + 1];
-		return cmd_info(argv[2], key);
+		const char **files = calloc((size_t)argc, sizeof(char *));
+		uint32_t n = 0;
+		for (int i = 2; files && i < argc; i++) {
+			if (strcmp(argv[i], "--matrix") == 0 && i + 1 < argc)
+				key = argv[++i];
+			else
+				files[n++] = argv[i];
+		}
+		int rc = n ? cmd_info(files, n, key) : (usage(stderr), 2);
+		free(files);
+		return rc;
 	}
 	if (strcmp(argv[1], "bench") == 0)
 		return cmd_bench(argc - 1, argv + 1, NULL);

@@ -344,7 +344,16 @@ def split(n_rows, fractions, seed=0):
 
 
 class Loader:
-    """A stream of shuffled minibatches from one matrix of one .h5ad file.
+    """A stream of shuffled minibatches from one matrix of one .h5ad file, or
+    of a collection of files.
+
+    ``path`` is one file, or a list of files (e.g. one per plate) read as
+    one matrix whose rows are the files' rows in list order: row ids (in
+    batches, ``indices``, ``weights``) are global, ``locate(row)`` maps one
+    back to (file index, row in that file), ``files`` lists (path, first row,
+    rows).  The files must share one gene axis (same width and, where every
+    file has a var index, the same gene names); categorical obs columns get
+    the union of the files' categories.
 
     The arguments mirror scf_options (include/scfetch.h): ``matrix`` "X",
     "layers/<name>" or "raw/X"; ``strategy`` "block" (shuffled blocks of
@@ -380,7 +389,14 @@ class Loader:
                  threads=None, direct=True, pin=True, allocator=None, indices=None,
                  weights=None, total_size=None, replace=True, balance_obs=None,
                  columns=None, even_ranks=False):
-        self.path = os.fspath(path)
+        if isinstance(path, (str, bytes, os.PathLike)):
+            self.paths = (os.fspath(path),)
+            self.path = self.paths[0]
+        else:
+            self.paths = tuple(os.fspath(p) for p in path)
+            if not self.paths:
+                raise ValueError("scfetch: Loader needs at least one file")
+            self.path = self.paths[0] if len(self.paths) == 1 else list(self.paths)
         if isinstance(obs, str):
             obs = [obs]
         self.obs_names = tuple(obs)
@@ -414,8 +430,10 @@ class Loader:
 
         ptr = ctypes.c_void_p()
         err = ctypes.create_string_buffer(1024)
-        rc = _lib.scf_open(ctypes.byref(ptr), os.fsencode(self.path), ctypes.byref(o), err,
-                           len(err))
+        paths_b = [os.fsencode(p) for p in self.paths]
+        paths_arr = (ctypes.c_char_p * len(paths_b))(*paths_b)
+        rc = _lib.scf_open_collection(ctypes.byref(ptr), paths_arr, len(paths_b),
+                                      ctypes.byref(o), err, len(err))
         if rc < 0:
             raise Error(rc, err.value.decode(errors="replace"))
         # The engine keeps o's pointers (matrix, obs) and the allocator.
@@ -423,6 +441,25 @@ class Loader:
         self._epoch = int(epoch)
         self._mid_epoch = False
         self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
+
+    def locate(self, row):
+        """(file index, row in that file) of global row id ``row``."""
+        f, r = ctypes.c_uint32(), ctypes.c_uint64()
+        rc = _lib.scf_row_locate(self._ptr(), int(row), ctypes.byref(f), ctypes.byref(r))
+        if rc < 0:
+            raise IndexError(f"scfetch: row {row} is outside the {len(self.paths)} file(s)")
+        return f.value, r.value
+
+    @property
+    def files(self):
+        """[(path, first global row, rows)] of each file, in order."""
+        out = []
+        for i in range(_lib.scf_file_count(self._ptr())):
+            p, first, n = ctypes.c_char_p(), ctypes.c_uint64(), ctypes.c_uint64()
+            _lib.scf_file_info(self._ptr(), i, ctypes.byref(p), ctypes.byref(first),
+                               ctypes.byref(n))
+            out.append((os.fsdecode(p.value), first.value, n.value))
+        return out
 
     def _ptr(self):
         if self._engine is None or self._engine.ptr is None:

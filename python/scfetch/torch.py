@@ -63,7 +63,9 @@ class SCFetchDataset(IterableDataset):
         if pin_memory not in (None, "cuda"):
             raise ValueError("SCFetchDataset: pin_memory must be None or 'cuda'")
         super().__init__()
-        self.path = os.fspath(path)
+        # one file, or a list of files read as one collection (passed through)
+        self.path = (os.fspath(path) if isinstance(path, (str, bytes, os.PathLike))
+                     else [os.fspath(p) for p in path])
         self.rank, self.world_size = rank, world_size
         self.pin_memory = pin_memory
         self.device = torch.device(device) if device is not None else None

@@ -1,0 +1,391 @@
+/*
+ * engine/collection — a list of .h5ad files opened as one index space: each
+ * file's descriptor (O_DIRECT where the filesystem allows it) and matrix
+ * (indptr loaded, chunk maps resolved), the check that every file shares one
+ * gene axis, and obs columns concatenated across files.  Global row ids
+ * follow the order of the list.  Thread: the caller of scf_open_collection().
+ */
+#include "engine/loader.h"
+#include "engine/filters.h"
+#include "formats/var.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "formats/faults.h" /* last: may wrap malloc in test builds */
+
+/* Open for O_DIRECT unless told otherwise or the filesystem refuses it. */
+static int open_file(const char *path, int want_direct, int *fd, int *direct, char *errbuf,
+                     size_t errlen)
+{
+	*direct = 0;
+	*fd = open(path, O_RDONLY | O_CLOEXEC | (want_direct ? O_DIRECT : 0));
+	if (*fd < 0 && want_direct && errno == EINVAL)
+		*fd = open(path, O_RDONLY | O_CLOEXEC);
+	else
+		*direct = want_direct;
+	if (*fd < 0) {
+		int e = errno;
+		if (errbuf)
+			snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* pread all of it, or fail: short reads continue, end of file is an error. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : SCF_E_CORRUPT;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/* Integers of any stored width to int64. */
+static void ints_to_i64(int64_t *dst, const uint8_t *src, uint64_t n, scf__dtype t)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *p = src + i * t.size;
+		uint64_t u = 0;
+		memcpy(&u, p, t.size);
+		if (t.cls == SCF__T_INT && t.size < 8 && (u >> (t.size * 8 - 1)))
+			u |= ~0ULL << (t.size * 8); /* sign-extend */
+		dst[i] = (int64_t)u;
+	}
+}
+
+/* One stored chunk of indptr, decoded into `out` (chunk_bytes long). */
+static int indptr_chunk(int fd, const scf__dset *ds, uint64_t c, scf__filter_ctx *fx,
+                        uint8_t **in, size_t *in_cap, uint8_t *out, size_t chunk_bytes,
+                        char *why, size_t wlen)
+{
+	const scf__chunk *ch = &ds->chunks.chunk[c];
+	int rc;
+
+	if (ch->addr == SCF__CHUNK_UNALLOCATED) {
+		snprintf(why, wlen, "chunk %llu was never written", (unsigned long long)c);
+		return SCF_E_CORRUPT;
+	}
+	if (ch->size > *in_cap) {
+		uint8_t *q = realloc(*in, ch->size);
+		if (!q)
+			return -ENOMEM;
+		*in = q;
+		*in_cap = ch->size;
+	}
+	rc = pread_full(fd, *in, ch->size, ch->addr);
+	if (rc < 0) {
+		snprintf(why, wlen, "chunk %llu cannot be read: %s", (unsigned long long)c,
+		         scf_strerror(rc));
+		return rc;
+	}
+	rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch->filter_mask, ds->type.size,
+	                        *in, ch->size, out, chunk_bytes, why, wlen);
+	return rc;
+}
+
+/*
+ * indptr whose filters HDF5 has no plugin for (lzf, zstd): read and decode
+ * it with the engine's own decoders, once, at open.
+ */
+static int load_indptr_raw(scf__matrix *m, const char *path, char *errbuf, size_t errlen)
+{
+	const scf__dset *ds = &m->indptr_ds;
+	uint64_t n = m->n_rows + 1, cd = ds->chunks.chunk_dims[0];
+	size_t chunk_bytes = scf__chunk_bytes(ds), in_cap = 0;
+	uint8_t *in = NULL, *out = malloc(chunk_bytes);
+	scf__filter_ctx *fx = scf__filter_ctx_new();
+	char why[300] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	m->indptr = malloc(n * sizeof(int64_t));
+	if (fd < 0 || !out || !fx || !m->indptr || ds->storage != SCF__CHUNKED) {
+		rc = fd < 0 ? -errno : ds->storage != SCF__CHUNKED ? SCF_E_CORRUPT : -ENOMEM;
+		snprintf(why, sizeof(why), "cannot be loaded: %s", scf_strerror(rc));
+	}
+	for (uint64_t c = 0; rc == 0 && c * cd < n; c++) {
+		uint64_t k = (c + 1) * cd < n ? cd : n - c * cd;
+		rc = indptr_chunk(fd, ds, c, fx, &in, &in_cap, out, chunk_bytes, why, sizeof(why));
+		if (rc == 0)
+			ints_to_i64(m->indptr + c * cd, out, k, ds->type);
+	}
+	if (fd >= 0)
+		close(fd);
+	scf__filter_ctx_free(fx);
+	free(in);
+	free(out);
+	if (rc < 0) {
+		snprintf(errbuf, errlen, "%s: %s: %s", path, ds->name, why);
+		return rc;
+	}
+	return scf__h5ad_check_indptr(m, errbuf, errlen);
+}
+
+/* What the engine cannot read gets a clear refusal at open. */
+static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+	char name[32];
+
+	for (int i = 0; i < 2 && ds[i]; i++) {
+		for (unsigned f = 0; f < ds[i]->n_filters; f++) {
+			if (scf__filter_supported(ds[i]->filter[f].id))
+				continue;
+			snprintf(errbuf, errlen, "%s: %s: uses %s (HDF5 filter id %d), which the "
+			         "engine cannot decode; supported: deflate, shuffle, fletcher32, "
+			         "lzf, zstd", m->path, ds[i]->name,
+			         scf__filter_name(ds[i]->filter[f].id, name, sizeof(name)),
+			         ds[i]->filter[f].id);
+			return SCF_E_UNSUPPORTED;
+		}
+	}
+	if (m->encoding == SCF__CSR) {
+		for (unsigned f = 0; f < m->indptr_ds.n_filters; f++) {
+			if (!m->indptr && !scf__filter_supported(m->indptr_ds.filter[f].id)) {
+				snprintf(errbuf, errlen, "%s: %s: uses %s, which neither HDF5 nor the "
+				         "engine can decode", m->path, m->indptr_ds.name,
+				         scf__filter_name(m->indptr_ds.filter[f].id, name, sizeof(name)));
+				return SCF_E_UNSUPPORTED;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Every chunk holding part of a row must exist. */
+static int check_chunks_written(const scf__matrix *m, char *errbuf, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+
+	for (int i = 0; i < 2 && ds[i]; i++) {
+		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
+			continue;
+		const scf__chunk_map *cm = &ds[i]->chunks;
+		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
+		                cm->chunk_dims[0];
+		for (uint64_t c = (uint64_t)m->indptr[0] / cm->chunk_dims[0]; c < used && c < cm->n; c++) {
+			if (cm->chunk[c].addr == SCF__CHUNK_UNALLOCATED) {
+				snprintf(errbuf, errlen, "%s: %s: chunk %llu holds stored entries "
+				         "but was never written", m->path, ds[i]->name,
+				         (unsigned long long)c);
+				return SCF_E_CORRUPT;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Every file of a collection has the width of the first: one gene axis. */
+static int check_width(const scf_loader *l, uint32_t f, char *errbuf, size_t errlen)
+{
+	const scf__matrix *a = &l->mats[0], *b = &l->mats[f];
+
+	if (a->n_cols == b->n_cols)
+		return 0;
+	snprintf(errbuf, errlen, "%s: %s has %llu genes (columns) but %s: %s has %llu; the "
+	         "files of a collection must share one gene axis", b->path, b->key,
+	         (unsigned long long)b->n_cols, a->path, a->key, (unsigned long long)a->n_cols);
+	return -EINVAL;
+}
+
+/*
+ * Same width is not the same genes: where every file has a var index,
+ * their hashes must agree too.  Files without one are trusted on width.
+ */
+static int check_gene_names(const scf_loader *l, char *errbuf, size_t errlen)
+{
+	uint64_t h0 = 0, n0 = 0;
+	int rc = scf__var_hash(l->mats[0].path, l->matrix_key, &h0, &n0);
+
+	for (uint32_t f = 1; rc == 1 && f < l->n_files; f++) {
+		uint64_t h = 0, n = 0;
+		rc = scf__var_hash(l->mats[f].path, l->matrix_key, &h, &n);
+		if (rc == 1 && (h != h0 || n != n0)) {
+			snprintf(errbuf, errlen, "%s: its var index (gene names) differs from that of "
+			         "%s; the files of a collection must share one gene axis",
+			         l->mats[f].path, l->mats[0].path);
+			return -EINVAL;
+		}
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* One file: its descriptor, its matrix described and checked. */
+static int open_one(scf_loader *l, uint32_t f, const char *path, char *errbuf, size_t errlen)
+{
+	scf__matrix *m = &l->mats[f];
+	int direct, rc;
+
+	if (!path) {
+		snprintf(errbuf, errlen, "invalid arguments: paths[%u] is NULL", f);
+		return -EINVAL;
+	}
+	rc = open_file(path, !(l->o.flags & SCF_F_BUFFERED), &l->fds[f], &direct, errbuf, errlen);
+	if (rc < 0)
+		return rc;
+	l->direct &= direct;
+	l->any_direct |= direct;
+	rc = scf__h5ad_open(m, path, l->matrix_key, errbuf, errlen);
+	if (rc == 0)
+		rc = check_readable(m, errbuf, errlen);
+	if (rc == 0 && m->encoding == SCF__CSR && !m->indptr)
+		rc = load_indptr_raw(m, path, errbuf, errlen);
+	if (rc == 0)
+		rc = check_chunks_written(m, errbuf, errlen);
+	if (rc == 0 && f > 0)
+		rc = check_width(l, f, errbuf, errlen);
+	return rc;
+}
+
+int scf__coll_open(scf_loader *l, const char *const *paths, uint32_t n, char *errbuf,
+                   size_t errlen)
+{
+	int rc = 0;
+
+	l->mats = calloc(n, sizeof(*l->mats));
+	l->fds = malloc(n * sizeof(int));
+	l->row0 = calloc(n + 1, sizeof(uint64_t));
+	if (!l->mats || !l->fds || !l->row0)
+		return -ENOMEM;
+	l->n_files = n;
+	l->direct = 1;
+	for (uint32_t f = 0; f < n; f++)
+		l->fds[f] = -1;
+	for (uint32_t f = 0; f < n && rc == 0; f++) {
+		rc = open_one(l, f, paths[f], errbuf, errlen);
+		if (rc == 0) {
+			l->row0[f + 1] = l->row0[f] + l->mats[f].n_rows;
+			l->nnz += l->mats[f].nnz;
+		}
+	}
+	if (rc == 0 && n > 1)
+		rc = check_gene_names(l, errbuf, errlen);
+	if (rc < 0)
+		return rc;
+	l->n_rows = l->row0[n];
+	l->n_cols = l->mats[0].n_cols;
+	l->files = (scf__files){ .m = l->mats, .row0 = l->row0, .n = n };
+	if (n == 1)
+		snprintf(l->name, sizeof(l->name), "%s", paths[0]);
+	else
+		snprintf(l->name, sizeof(l->name), "%s (and %u more files)", paths[0], n - 1);
+	return 0;
+}
+
+void scf__coll_close(scf_loader *l)
+{
+	for (uint32_t f = 0; f < l->n_files; f++) {
+		scf__h5ad_free(&l->mats[f]);
+		if (l->fds[f] >= 0)
+			close(l->fds[f]);
+	}
+	free(l->mats);
+	free(l->fds);
+	free(l->row0);
+	l->mats = NULL;
+	l->fds = NULL;
+	l->row0 = NULL;
+	l->n_files = 0;
+}
+
+/* Index of `name` in the union list c, appended when new; -ENOMEM. */
+static int64_t union_index(scf__obs_col *c, uint64_t *cap, const char *name)
+{
+	for (uint64_t i = 0; i < c->n_categories; i++)
+		if (strcmp(c->categories[i], name) == 0)
+			return (int64_t)i;
+	if (c->n_categories == *cap) {
+		char **q = realloc(c->categories, (*cap * 2 + 8) * sizeof(char *));
+		if (!q)
+			return -ENOMEM;
+		c->categories = q;
+		*cap = *cap * 2 + 8;
+	}
+	if (!(c->categories[c->n_categories] = strdup(name)))
+		return -ENOMEM;
+	return (int64_t)c->n_categories++;
+}
+
+/* One file's column into rows [row0, row0 + n) of c, codes renumbered to the union. */
+static int merge_column(scf__obs_col *c, uint64_t *cap, const scf__obs_col *one,
+                        uint64_t row0, uint64_t n)
+{
+	int32_t *map = NULL;
+
+	if (!one->categories) {
+		memcpy(c->codes + row0, one->codes, n * sizeof(int32_t));
+		return 0;
+	}
+	map = malloc((one->n_categories ? one->n_categories : 1) * sizeof(int32_t));
+	if (!map)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < one->n_categories; i++) {
+		int64_t u = union_index(c, cap, one->categories[i]);
+		if (u < 0 || u > INT32_MAX) {
+			free(map);
+			return -ENOMEM;
+		}
+		map[i] = (int32_t)u;
+	}
+	for (uint64_t r = 0; r < n; r++)
+		c->codes[row0 + r] = one->codes[r] < 0 ? -1 : map[one->codes[r]];
+	free(map);
+	return 0;
+}
+
+/* One file's column, checked to be of the kind the first file's is. */
+static int load_part(const scf_loader *l, uint32_t f, scf__obs_col *c, uint64_t *cap,
+                     const char *name, char *errbuf, size_t errlen)
+{
+	scf__obs_col one;
+	int rc = scf__obs_load(&one, l->mats[f].path, name, l->mats[f].n_rows, errbuf, errlen);
+
+	if (rc < 0)
+		return rc;
+	if (f == 0 && one.categories) {
+		c->categories = calloc(8, sizeof(char *));
+		*cap = 8;
+		rc = c->categories ? 0 : -ENOMEM;
+	}
+	if (rc == 0 && !one.categories != !c->categories) {
+		snprintf(errbuf, errlen, "%s: obs/%s is %s but in %s it is %s", l->mats[f].path,
+		         name, one.categories ? "categorical" : "an integer column",
+		         l->mats[0].path, c->categories ? "categorical" : "an integer column");
+		rc = SCF_E_UNSUPPORTED;
+	}
+	if (rc == 0)
+		rc = merge_column(c, cap, &one, l->row0[f], l->mats[f].n_rows);
+	if (rc == -ENOMEM)
+		snprintf(errbuf, errlen, "%s: obs/%s: out of memory", l->mats[f].path, name);
+	scf__obs_free(&one);
+	return rc;
+}
+
+int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, char *errbuf,
+                       size_t errlen)
+{
+	uint64_t cap = 0;
+	int rc = 0;
+
+	if (l->n_files == 1)
+		return scf__obs_load(c, l->mats[0].path, name, l->n_rows, errbuf, errlen);
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->codes = malloc((l->n_rows ? l->n_rows : 1) * sizeof(int32_t));
+	if (!c->codes)
+		return -ENOMEM;
+	for (uint32_t f = 0; f < l->n_files && rc == 0; f++)
+		rc = load_part(l, f, c, &cap, name, errbuf, errlen);
+	if (rc < 0)
+		scf__obs_free(c);
+	return rc;
+}
