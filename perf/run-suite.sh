@@ -136,7 +136,7 @@ fi
 
 /usr/bin/python3 "$here/report.py" "$out"
 if command -v gnuplot > /dev/null; then
-	for gp in "$here"/plots/*.gp; do
+	for gp in "$here"/plots/{heatmap,tradeoff,latency,sweeps}.gp; do
 		gnuplot -e "dir='$out'" "$gp" || echo "run-suite: $gp failed" >&2
 	done
 else
