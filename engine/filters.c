@@ -162,7 +162,8 @@ static int undo_deflate(const job *j, span *s, uint8_t *dst, size_t want)
 	                                                      dst, want, &got);
 	if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
 		return fail(j, SCF_E_CORRUPT, F_DEFLATE,
-		            "stream inflates to more than the expected %zu bytes", want);
+		            "stream does not end within the expected %zu bytes "
+		            "(corrupt or truncated chunk)", want);
 	if (r != LIBDEFLATE_SUCCESS)
 		return fail(j, SCF_E_CORRUPT, F_DEFLATE,
 		            "stream of %zu bytes is corrupt (bad zlib data or Adler-32)", s->len);

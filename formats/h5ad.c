@@ -32,6 +32,83 @@ static int fail(const scf__matrix *m, const char *dset, int code, char *err,
 	return code;
 }
 
+/* A problem with the file as a whole: no dataset or matrix to name. */
+__attribute__((format(printf, 5, 6)))
+static int fail_file(const scf__matrix *m, int code, char *err, size_t errlen,
+                     const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "%s: %s", m->path, what);
+	return code;
+}
+
+/*
+ * Why HDF5 refused a file that carries its signature: most often a copy or
+ * download cut short, which the superblock's end-of-file address shows.
+ * Signature at byte 0 only (user blocks are not used by h5ad writers).
+ */
+static int why_unopenable(const scf__matrix *m, char *err, size_t errlen)
+{
+	uint8_t sb[48];
+	struct stat st;
+	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	ssize_t got = fd >= 0 ? pread(fd, sb, sizeof(sb), 0) : -1;
+	uint64_t eof = 0;
+	size_t at = 0;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && got == (ssize_t)sizeof(sb) &&
+	    memcmp(sb, "\211HDF\r\n\032\n", 8) == 0) {
+		/* end-of-file address: after base and free-space/extension addresses */
+		if (sb[8] <= 1 && sb[13] == 8)
+			at = sb[8] == 0 ? 40 : 44;
+		else if ((sb[8] == 2 || sb[8] == 3) && sb[9] == 8)
+			at = 28;
+		for (unsigned i = 0; at && i < 8; i++)
+			eof |= (uint64_t)sb[at + i] << (8 * i);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (fd >= 0 && got >= 0 && got < (ssize_t)sizeof(sb))
+		return fail_file(m, SCF_E_NOT_H5AD, err, errlen, "not an HDF5 file: %zd bytes, "
+		                 "shorter than a superblock", got);
+	if (at && eof > (uint64_t)st.st_size)
+		return fail_file(m, SCF_E_CORRUPT, err, errlen,
+		                 "file truncated: %llu bytes, but its superblock says %llu "
+		                 "(an interrupted copy or write?)",
+		                 (unsigned long long)st.st_size, (unsigned long long)eof);
+	return fail_file(m, SCF_E_CORRUPT, err, errlen, "HDF5 cannot open the file: its "
+	                 "superblock or root group is damaged");
+}
+
+/*
+ * H5Lexists for a path of several components, one component at a time:
+ * HDF5 reports a missing intermediate group as an error, which must not be
+ * mistaken for damage.  1 present, 0 missing, negative: links unreadable.
+ */
+static htri_t link_exists(hid_t file, const char *path)
+{
+	char part[256];
+	htri_t r = 0;
+
+	for (const char *p = path; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		if ((size_t)(p - path) >= sizeof(part))
+			return -1;
+		memcpy(part, path, (size_t)(p - path));
+		part[p - path] = '\0';
+		if (part[0] && (r = H5Lexists(file, part, H5P_DEFAULT)) <= 0)
+			return r;
+		if (*p == '\0')
+			return r;
+	}
+}
+
 const char *scf__dtype_name(scf__dtype t)
 {
 	static const char *const names[3][4] = {
@@ -241,7 +318,11 @@ static int describe_dset(scf__matrix *m, hid_t file, int fd, const char *name,
 	int rank, rc = 0;
 
 	snprintf(ds->name, sizeof(ds->name), "%s", name);
-	if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+	htri_t there = link_exists(file, name);
+	if (there < 0)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen,
+		            "cannot read the links leading to it: damaged group");
+	if (there == 0)
 		return fail(m, name, SCF_E_NOT_H5AD, err, errlen, "dataset missing");
 	d = H5Dopen2(file, name, H5P_DEFAULT);
 	if (d < 0)
@@ -384,9 +465,15 @@ static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t err
 	hid_t g;
 	int rc;
 
-	if (H5Lexists(file, m->key, H5P_DEFAULT) <= 0 ||
-	    H5Oget_info_by_name2(file, m->key, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+	htri_t there = link_exists(file, m->key);
+	if (there == 0)
 		return fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "no such matrix in the file");
+	if (there > 0 && H5Oexists_by_name(file, m->key, H5P_DEFAULT) == 0)
+		return fail(m, NULL, SCF_E_NOT_H5AD, err, errlen,
+		            "the link points to nothing (a dangling soft link)");
+	if (there < 0 || H5Oget_info_by_name2(file, m->key, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+		return fail(m, NULL, SCF_E_CORRUPT, err, errlen,
+		            "cannot read its object header or the links leading to it: damaged file");
 	if (oi.type == H5O_TYPE_DATASET) {
 		m->encoding = SCF__DENSE;
 		rc = describe_dset(m, file, fd, m->key, 2, &m->data, err, errlen);
@@ -435,7 +522,7 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
 	if (H5Fis_hdf5(path) <= 0) {
-		rc = fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "not an HDF5 file");
+		rc = fail_file(m, SCF_E_NOT_H5AD, err, errlen, "not an HDF5 file");
 		goto restore;
 	}
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -443,7 +530,7 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 	file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
 	H5Pclose(fapl);
 	if (file < 0) {
-		rc = fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "HDF5 cannot open the file");
+		rc = why_unopenable(m, err, errlen);
 		goto restore;
 	}
 	/* The chunk-index reader's own descriptor: small unaligned preads, cached. */

@@ -1443,6 +1443,30 @@ static void truncations(const char *base, const char *kind, const fx_ref *ref,
 	free(orig);
 }
 
+/* A plain truncated copy (superblock intact): the sentence says so, with both sizes. */
+Test(badinput, truncated_copy_is_named)
+{
+	char *base = write_csr("base.h5ad", base_spec(64, 130));
+	fx_ref ref;
+	size_t len;
+	uint8_t *b = slurp(base, &len);
+	char *p = fx_path(dir, "cut.h5ad"), want[64];
+
+	load_ref(base, "X", &ref);
+	spill(p, b, len / 2);
+	snprintf(want, sizeof(want), "file truncated: %zu bytes, but its superblock says %zu",
+	         len / 2, len);
+	try_input("truncated copy", p, &ref, "X", (expect){ .what = want, .code = SCF_E_CORRUPT });
+	/* a matrix key under a group that does not exist is missing, not damage */
+	try_input("missing layer", base, &ref, "layers/counts",
+	          (expect){ .what = "no such matrix", .code = SCF_E_NOT_H5AD });
+	free(p);
+	free(b);
+	fx_ref_free(&ref);
+	free(base);
+	report("named truncation");
+}
+
 Test(badinput, truncated_at_many_offsets)
 {
 	static const char *const csr_dsets[] = { "X/data", "X/indices" };
