@@ -1113,6 +1113,15 @@ Test(badinput, chunk_extents_overlapping)
 		try_input(label, p, &ref, "X", (expect){ .dset = dsets[d], .code = SCF_E_CORRUPT });
 		free(p);
 	}
+	/* an X/data chunk pointing at X/indices' first chunk: the other dataset's bytes */
+	{
+		chunk_at ci = chunk_info(base, "X/indices", 0);
+		char *p = copy_of(base, "dup.h5ad");
+		poke_u64(p, index_entry(base, "X/data", 1, 1, NULL), ci.addr);
+		try_input("X/data chunk 1 pointing at X/indices chunk 0", p, &ref, "X",
+		          (expect){ .dset = "X/data", .what = "X/indices", .code = SCF_E_CORRUPT });
+		free(p);
+	}
 	/* a leaf entry pointing into its own B-tree node: metadata read as cells */
 	uint64_t leaf[64];
 	size_t nl = btree_nodes(base, 0, leaf, 64);
