@@ -100,16 +100,33 @@ int scf__uring_queue(scf__uring *u, scf__ioreq *rq)
 	return 0;
 }
 
+/*
+ * Submit, then sleep in poll() on the ring until a completion is there.
+ * One io_uring_enter that both submits and waits would save a syscall per
+ * wait, but poll is a wait every tool understands: valgrind 3.19 takes
+ * io_uring_enter for a call that never blocks and keeps its global lock
+ * through it, so the decode workers could never run under it.
+ */
 int scf__uring_submit(scf__uring *u, int wait)
 {
+	struct pollfd pfd = { .fd = u->ring.ring_fd, .events = POLLIN };
 	int rc;
 
 	do {
-		rc = wait ? io_uring_submit_and_wait(&u->ring, 1) : io_uring_submit(&u->ring);
+		rc = io_uring_submit(&u->ring);
 	} while (rc == -EINTR);
-	if (rc >= 0)
-		u->queued = 0;
-	return rc < 0 ? rc : 0;
+	if (rc < 0)
+		return rc;
+	u->queued = 0;
+	while (wait && io_uring_cq_ready(&u->ring) == 0) {
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		if (pfd.revents & (POLLERR | POLLNVAL))
+			return -EIO;
+		if (pfd.revents & POLLIN)
+			break;
+	}
+	return 0;
 }
 
 /* Decide what a completion means for its read. */
