@@ -587,13 +587,27 @@ Test(engine, repack_round_trip)
 		.mean_nnz = 60, .empty_every = 10, .data_type = FX_F64, .index_type = FX_I32,
 		.indptr_type = FX_I64, .chunk = 20000, .resizable = 1, .deflate = 4,
 		.n_labels = 5, .seed = 111 });
-	const int codecs[] = { SCF_CODEC_ZSTD, SCF_CODEC_DEFLATE, SCF_CODEC_NONE };
-	for (int i = 0; i < 3; i++) {
+	/* shuffled zstd and deflate (the default), unshuffled zstd, no codec */
+	const int codecs[] = { SCF_CODEC_ZSTD, SCF_CODEC_DEFLATE, SCF_CODEC_NONE, SCF_CODEC_ZSTD };
+	for (int i = 0; i < 4; i++) {
 		char name[32], err[512];
 		snprintf(name, sizeof(name), "out%d.h5ad", i);
 		char *out = fx_path(dir, name);
-		scf_repack_opts ro = { .matrix = "X", .chunk_rows = 3, .codec = codecs[i] };
+		scf_repack_opts ro = { .matrix = "X", .chunk_rows = 3, .codec = codecs[i],
+		                       .no_shuffle = i == 3 };
 		cr_assert_eq(scf_repack(in, out, &ro, NULL, err, sizeof(err)), 0, "%s", err);
+		/* the pipeline says what was done: shuffle first unless told otherwise */
+		hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+		hid_t d = H5Dopen2(f, "X/data", H5P_DEFAULT), pl = H5Dget_create_plist(d);
+		unsigned fl, cd[4];
+		size_t ncd = 4;
+		int first = H5Pget_nfilters(pl) > 0 ?
+			(int)H5Pget_filter2(pl, 0, &fl, &ncd, cd, 0, NULL, NULL) : -1;
+		cr_assert_eq(first == H5Z_FILTER_SHUFFLE, codecs[i] != SCF_CODEC_NONE && i != 3,
+		             "repack %d: first filter %d", i, first);
+		H5Pclose(pl);
+		H5Dclose(d);
+		H5Fclose(f);
 		uint64_t n;
 		free(stream_against(out, "X", in, "X", opts(32, 4, 4), 1, &n, NULL));
 		cr_assert_eq(n, 2500);

@@ -125,6 +125,10 @@ static hid_t make_dcpl(repack *r, hsize_t chunk)
 	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
 
 	H5Pset_chunk(dcpl, 1, &chunk);
+	/* Byte shuffle groups the similar high bytes of counts and column ids:
+	 * smaller chunks, and zstd decodes them about twice as fast. */
+	if (r->o->codec != SCF_CODEC_NONE && !r->o->no_shuffle)
+		H5Pset_shuffle(dcpl);
 	if (r->o->codec == SCF_CODEC_DEFLATE) {
 		H5Pset_deflate(dcpl, r->o->level ? (unsigned)r->o->level : 4);
 	} else if (r->o->codec == SCF_CODEC_ZSTD) {
@@ -134,12 +138,31 @@ static hid_t make_dcpl(repack *r, hsize_t chunk)
 	return dcpl;
 }
 
-/* zstd chunks: compress each full (zero-padded) chunk and write it directly. */
-static int write_zstd_chunk(repack *r, hid_t d, hsize_t index, const void *buf, size_t bytes,
-                            void *zbuf, size_t zcap, ZSTD_CCtx *cctx)
+/* HDF5's shuffle filter, forward: byte b of element i goes to b * n + i. */
+static void shuffle_bytes(uint8_t *dst, const uint8_t *src, size_t n, size_t esz)
 {
-	size_t z = ZSTD_compressCCtx(cctx, zbuf, zcap, buf, bytes, r->o->level ? r->o->level : 3);
+	for (size_t b = 0; b < esz; b++)
+		for (size_t i = 0; i < n; i++)
+			dst[b * n + i] = src[i * esz + b];
+}
+
+/*
+ * zstd chunks: shuffle (unless told not to) and compress each full
+ * (zero-padded) chunk, then write it directly: the pipeline is shuffle, zstd.
+ */
+static int write_zstd_chunk(repack *r, hid_t d, hsize_t index, const uint8_t *buf,
+                            size_t esz, size_t n, uint8_t *sbuf, void *zbuf, size_t zcap,
+                            ZSTD_CCtx *cctx)
+{
+	const void *src = buf;
+	size_t z;
 	hsize_t off = index;
+
+	if (!r->o->no_shuffle && esz > 1) {
+		shuffle_bytes(sbuf, buf, n, esz);
+		src = sbuf;
+	}
+	z = ZSTD_compressCCtx(cctx, zbuf, zcap, src, n * esz, r->o->level ? r->o->level : 3);
 
 	if (ZSTD_isError(z))
 		return fail(r, "zstd: %s", ZSTD_getErrorName(z));
@@ -173,8 +196,9 @@ static int copy_dataset(repack *r, const char *name, hsize_t chunk)
 	uint8_t *buf = malloc(slice * esz);
 	size_t zcap = ZSTD_compressBound(chunk * esz);
 	void *zbuf = r->o->codec == SCF_CODEC_ZSTD ? malloc(zcap) : NULL;
+	uint8_t *sbuf = r->o->codec == SCF_CODEC_ZSTD ? malloc(chunk * esz) : NULL;
 	ZSTD_CCtx *cctx = r->o->codec == SCF_CODEC_ZSTD ? ZSTD_createCCtx() : NULL;
-	if (dd < 0 || !buf || (r->o->codec == SCF_CODEC_ZSTD && (!zbuf || !cctx))) {
+	if (dd < 0 || !buf || (r->o->codec == SCF_CODEC_ZSTD && (!zbuf || !sbuf || !cctx))) {
 		rc = fail(r, "cannot create %s", name);
 		goto out;
 	}
@@ -187,8 +211,8 @@ static int copy_dataset(repack *r, const char *name, hsize_t chunk)
 		} else if (r->o->codec == SCF_CODEC_ZSTD) {
 			memset(buf + cnt * esz, 0, (slice - cnt) * esz);
 			for (hsize_t c = 0; c < cnt && rc == 0; c += chunk)
-				rc = write_zstd_chunk(r, dd, start + c, buf + c * esz, chunk * esz,
-				                      zbuf, zcap, cctx);
+				rc = write_zstd_chunk(r, dd, start + c, buf + c * esz, esz, chunk,
+				                      sbuf, zbuf, zcap, cctx);
 		} else {
 			H5Sselect_hyperslab(dsp, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
 			if (H5Dwrite(dd, t, msp, dsp, H5P_DEFAULT, buf) < 0)
@@ -204,6 +228,7 @@ static int copy_dataset(repack *r, const char *name, hsize_t chunk)
 out:
 	ZSTD_freeCCtx(cctx);
 	free(zbuf);
+	free(sbuf);
 	free(buf);
 	if (dd >= 0)
 		H5Dclose(dd);

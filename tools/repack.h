@@ -18,6 +18,7 @@ typedef struct scf_repack_opts {
 	uint32_t chunk_rows;  /* mean rows per chunk, default 4 */
 	int codec;            /* enum scf_codec */
 	int level;            /* codec level; 0: default (deflate 4, zstd 3) */
+	int no_shuffle;       /* 1: no byte shuffle before the codec (default: shuffle) */
 } scf_repack_opts;
 
 int scf_repack(const char *in, const char *out, const scf_repack_opts *o, FILE *progress,

@@ -45,7 +45,7 @@ static void usage(FILE *f)
 	"       scfetch bench FILE... [options]   (several files are read as one collection)\n"
 	"       scfetch demo [--dir DIR] [--cells N] [options]\n"
 	"       scfetch repack IN OUT [--matrix KEY] [--chunk-rows N] [--codec zstd|deflate|none]\n"
-	"                      [--level L]\n"
+	"                      [--level L] [--no-shuffle]\n"
 	"bench options:\n"
 	"  --matrix KEY        X (default), layers/NAME, raw/X\n"
 	"  --strategy S        block (default) or stream\n"
@@ -586,7 +586,7 @@ static int cmd_repack(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "matrix", 1, 0, 'm' }, { "chunk-rows", 1, 0, 'r' }, { "codec", 1, 0, 'c' },
-		{ "level", 1, 0, 'l' }, { 0, 0, 0, 0 } };
+		{ "level", 1, 0, 'l' }, { "no-shuffle", 0, 0, 's' }, { 0, 0, 0, 0 } };
 	scf_repack_opts o = { .matrix = "X", .chunk_rows = 4, .codec = SCF_CODEC_ZSTD };
 	char err[1024];
 	int opt;
@@ -597,6 +597,7 @@ static int cmd_repack(int argc, char **argv)
 		case 'm': o.matrix = optarg; break;
 		case 'r': o.chunk_rows = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'l': o.level = atoi(optarg); break;
+		case 's': o.no_shuffle = 1; break;
 		case 'c':
 			if (strcmp(optarg, "zstd") == 0) o.codec = SCF_CODEC_ZSTD;
 			else if (strcmp(optarg, "deflate") == 0 || strcmp(optarg, "gzip") == 0)
