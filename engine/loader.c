@@ -308,8 +308,8 @@ static int alloc_slots(scf_loader *l)
 	 * batches does not stop a pipeline of one fetch in flight. */
 	l->n_slots = l->o.fetches_in_flight + 1 < 3 ? 3 : l->o.fetches_in_flight + 1;
 	l->slots = calloc(l->n_slots, sizeof(*l->slots));
-	l->n_stg = l->n_stg_free = l->o.fetches_in_flight;
-	l->stg = calloc(l->n_stg, sizeof(*l->stg));
+	l->n_stg_free = l->o.fetches_in_flight;
+	l->stg = calloc(l->n_stg_free, sizeof(*l->stg));
 	if (!l->slots || !l->stg)
 		return -ENOMEM;
 	for (unsigned i = 0; i < l->n_slots; i++) {

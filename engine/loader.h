@@ -90,7 +90,7 @@ struct scf_loader {
 	 * pool of fetches_in_flight buffers serves every slot; a fetch starts
 	 * only when one is free.  stg[0..n_stg_free) are free (mu). */
 	struct scf__staging { uint8_t *buf; size_t cap; } *stg;
-	unsigned n_stg, n_stg_free;
+	unsigned n_stg_free;
 	scf__slot *work_head, *work_tail; /* mu */
 
 	/* producer position (I/O thread while running) */

@@ -421,40 +421,18 @@ static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, cha
 	return scf__h5ad_check_indptr(m, err, errlen);
 }
 
-/* A dataset's stored extents, in address order: one for contiguous storage. */
-typedef struct extent { uint64_t addr, len; } extent;
-
-static int extent_cmp(const void *a, const void *b)
+/* A dataset's stored extents in address order: one for contiguous storage. */
+static scf__byte_range *dset_extents(const scf__dset *ds, size_t *n)
 {
-	const extent *x = a, *y = b;
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
-}
+	uint64_t len = ds->dims[0] * ds->dims[1] * ds->type.size;
+	scf__byte_range *e;
 
-static extent *dset_extents(const scf__dset *ds, size_t *n)
-{
-	const scf__chunk_map *cm = &ds->chunks;
-	size_t k = 0, cap = ds->storage == SCF__CHUNKED ? (size_t)cm->n : 1;
-	extent *e = malloc((cap ? cap : 1) * sizeof(*e));
-	int sorted = 1;
-
-	if (!e)
+	if (ds->storage == SCF__CHUNKED)
+		return scf__chunk_extents(&ds->chunks, n);
+	if ((e = malloc(sizeof(*e))) == NULL)
 		return NULL;
-	if (ds->storage != SCF__CHUNKED) {
-		uint64_t len = ds->dims[0] * ds->dims[1] * ds->type.size;
-		if (len > 0) /* an empty dataset may have no address at all */
-			e[k++] = (extent){ ds->offset, len };
-	} else {
-		for (uint64_t i = 0; i < cm->n; i++) {
-			if (cm->chunk[i].addr == SCF__CHUNK_UNALLOCATED)
-				continue;
-			e[k] = (extent){ cm->chunk[i].addr, cm->chunk[i].size };
-			sorted &= k == 0 || e[k].addr >= e[k - 1].addr;
-			k++;
-		}
-	}
-	if (!sorted)
-		qsort(e, k, sizeof(*e), extent_cmp);
-	*n = k;
+	*e = (scf__byte_range){ ds->offset, len, 0 };
+	*n = len > 0; /* an empty dataset may have no address at all */
 	return e;
 }
 
@@ -467,30 +445,20 @@ static extent *dset_extents(const scf__dset *ds, size_t *n)
  */
 static int check_disjoint(const scf__matrix *m, char *err, size_t errlen)
 {
-	size_t na, nb, i = 0, j = 0;
-	extent *a = dset_extents(&m->data, &na), *b = a ? dset_extents(&m->indices, &nb) : NULL;
+	size_t na, nb, i, j;
+	scf__byte_range *a = dset_extents(&m->data, &na);
+	scf__byte_range *b = a ? dset_extents(&m->indices, &nb) : NULL;
 	int rc = 0;
 
-	if (!a || !b) {
+	if (!a || !b)
 		rc = fail(m, NULL, -ENOMEM, err, errlen, "out of memory checking chunk extents");
-		goto out;
-	}
-	while (i < na && j < nb) {
-		if (a[i].addr < b[j].addr + b[j].len && b[j].addr < a[i].addr + a[i].len) {
-			rc = fail(m, m->data.name, SCF_E_CORRUPT, err, errlen,
-			          "stored bytes at %llu (%llu bytes) overlap %s's at %llu (%llu "
-			          "bytes): the chunk index points into the other dataset",
-			          (unsigned long long)a[i].addr, (unsigned long long)a[i].len,
-			          m->indices.name, (unsigned long long)b[j].addr,
-			          (unsigned long long)b[j].len);
-			break;
-		}
-		if (a[i].addr + a[i].len <= b[j].addr + b[j].len)
-			i++;
-		else
-			j++;
-	}
-out:
+	else if (scf__extents_meet(a, na, b, nb, &i, &j))
+		rc = fail(m, m->data.name, SCF_E_CORRUPT, err, errlen,
+		          "stored bytes at %llu (%llu bytes) overlap %s's at %llu (%llu "
+		          "bytes): the chunk index points into the other dataset",
+		          (unsigned long long)a[i].addr, (unsigned long long)a[i].len,
+		          m->indices.name, (unsigned long long)b[j].addr,
+		          (unsigned long long)b[j].len);
 	free(a);
 	free(b);
 	return rc;

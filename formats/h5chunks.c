@@ -78,18 +78,13 @@ typedef struct scf__h5r {
 	size_t node_guess;
 	uint64_t *seen;        /* B-tree node addresses visited (open addressing) */
 	size_t seen_cap, seen_n;
-	/* Metadata blocks read (exact extents), which no chunk may overlap. */
-	struct scf__h5ext *meta;
+	/* Metadata blocks read (exact extents), which no chunk may overlap;
+	 * meta[i].id indexes meta_what, the kind of block, for messages. */
+	scf__byte_range *meta;
+	const char **meta_what;
 	size_t meta_n, meta_cap;
 	int meta_off;          /* reads of a guessed length: not recorded */
 } scf__h5r;
-
-/* A file extent: a chunk (id = its map index) or a metadata block (what). */
-typedef struct scf__h5ext {
-	uint64_t addr, len;
-	uint64_t id;
-	const char *what;
-} scf__h5ext;
 
 /* Element format shared by the fixed and extensible arrays. */
 typedef struct scf__h5arr {
@@ -200,13 +195,18 @@ static int scf__h5_meta(scf__h5r *r, uint64_t abs, uint64_t len, const char *wha
 		return 0;
 	if (r->meta_n == r->meta_cap) {
 		size_t cap = r->meta_cap ? 2 * r->meta_cap : 64;
-		scf__h5ext *p = realloc(r->meta, cap * sizeof(*p));
-		if (!p)
+		scf__byte_range *p = realloc(r->meta, cap * sizeof(*p));
+		if (p)
+			r->meta = p;
+		const char **w = p ? realloc(r->meta_what, cap * sizeof(*w)) : NULL;
+		if (!w)
 			return scf__h5_fail(r, -ENOMEM, "out of memory for the chunk index");
-		r->meta = p;
+		r->meta_what = w;
 		r->meta_cap = cap;
 	}
-	r->meta[r->meta_n++] = (scf__h5ext){ abs, len, SCF__H5_NONE, what };
+	r->meta_what[r->meta_n] = what;
+	r->meta[r->meta_n] = (scf__byte_range){ abs, len, r->meta_n };
+	r->meta_n++;
 	return 0;
 }
 
@@ -1393,115 +1393,87 @@ static int scf__h5_setup(scf__h5r *r, int fd, const scf__h5geom *g, unsigned ran
 
 static int scf__h5_ext_cmp(const void *a, const void *b)
 {
-	const scf__h5ext *x = a, *y = b;
+	const scf__byte_range *x = a, *y = b;
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-/* Next chunk extent in address order: the map's own order when it is sorted. */
-static int scf__h5_next_chunk(const scf__h5r *r, const scf__h5ext *sorted, uint64_t *k,
-                              scf__h5ext *out)
+scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n)
 {
-	const scf__chunk_map *m = r->map;
-
-	if (sorted) {
-		if (*k >= m->n || sorted[*k].len == 0)
-			return 0;
-		*out = sorted[(*k)++];
-		return 1;
-	}
-	while (*k < m->n && m->chunk[*k].addr == SCF__CHUNK_UNALLOCATED)
-		(*k)++;
-	if (*k == m->n)
-		return 0;
-	*out = (scf__h5ext){ m->chunk[*k].addr, m->chunk[*k].size, *k, NULL };
-	(*k)++;
-	return 1;
-}
-
-/* Chunks sorted by address, when the map's order is not; unused tail has len 0. */
-static int scf__h5_sort_chunks(scf__h5r *r, scf__h5ext **out)
-{
-	const scf__chunk_map *m = r->map;
-	uint64_t prev = 0, n = 0;
+	scf__byte_range *e = malloc((m->n ? (size_t)m->n : 1) * sizeof(*e));
+	size_t k = 0;
 	int sorted = 1;
 
-	*out = NULL;
-	for (uint64_t i = 0; i < m->n && sorted; i++) {
+	if (!e)
+		return NULL;
+	for (uint64_t i = 0; i < m->n; i++) {
 		if (m->chunk[i].addr == SCF__CHUNK_UNALLOCATED)
 			continue;
-		sorted = m->chunk[i].addr >= prev;
-		prev = m->chunk[i].addr;
+		e[k] = (scf__byte_range){ m->chunk[i].addr, m->chunk[i].size, i };
+		sorted &= k == 0 || e[k].addr >= e[k - 1].addr;
+		k++;
 	}
-	if (sorted)
-		return 0;
-	*out = calloc(m->n, sizeof(**out));
-	if (!*out)
-		return scf__h5_fail(r, -ENOMEM, "out of memory checking %llu chunks",
-		                    (unsigned long long)m->n);
-	for (uint64_t i = 0; i < m->n; i++)
-		if (m->chunk[i].addr != SCF__CHUNK_UNALLOCATED)
-			(*out)[n++] = (scf__h5ext){ m->chunk[i].addr, m->chunk[i].size, i, NULL };
-	qsort(*out, n, sizeof(**out), scf__h5_ext_cmp);
-	return 0;
+	if (!sorted)
+		qsort(e, k, sizeof(*e), scf__h5_ext_cmp);
+	*n = k;
+	return e;
 }
 
-static int scf__h5_overlap_fail(scf__h5r *r, const scf__h5ext *a, const scf__h5ext *b)
+/*
+ * Two pointers: step past whichever extent ends first.  Stepping past b[j]
+ * is safe because the next a starts after a[i] ends (a has no overlaps);
+ * stepping past a[i] is safe because b is sorted by start.
+ */
+int scf__extents_meet(const scf__byte_range *a, size_t na, const scf__byte_range *b, size_t nb,
+                      size_t *ia, size_t *ib)
 {
-	char x[96], y[96];
-	const scf__h5ext *e[2] = { a, b };
-	char *d[2] = { x, y };
+	size_t i = 0, j = 0;
 
-	for (int i = 0; i < 2; i++) {
-		if (e[i]->what)
-			snprintf(d[i], sizeof(x), "the %s at byte %llu", e[i]->what,
-			         (unsigned long long)e[i]->addr);
+	while (i < na && j < nb) {
+		if (a[i].addr < b[j].addr + b[j].len && b[j].addr < a[i].addr + a[i].len) {
+			*ia = i;
+			*ib = j;
+			return 1;
+		}
+		if (a[i].addr + a[i].len <= b[j].addr + b[j].len)
+			i++;
 		else
-			snprintf(d[i], sizeof(x), "chunk %llu at byte %llu",
-			         (unsigned long long)e[i]->id, (unsigned long long)e[i]->addr);
+			j++;
 	}
-	return scf__h5_fail(r, SCF_E_CORRUPT, "%s (%llu bytes) overlaps %s: the index points "
-	                    "into other data", x, (unsigned long long)a->len, y);
+	return 0;
 }
 
 /*
  * No two chunks may share bytes, and no chunk may lie in the index or the
  * object header: such a file would deliver another chunk's (or metadata's)
- * bytes as cells.  One merge walk over chunks and metadata blocks in
- * address order; chunks are sorted only when the index lists them out of
- * file order.
+ * bytes as cells.  Chunks in address order are checked against their
+ * neighbours, then against the metadata blocks in one merge walk.
  */
 static int scf__h5_check_overlaps(scf__h5r *r)
 {
-	scf__h5ext *sorted, prev = { 0 }, c, *next;
-	uint64_t k = 0;
-	size_t mi = 0;
-	int have_c, have_prev = 0, rc = scf__h5_sort_chunks(r, &sorted);
+	size_t n, i, j;
+	scf__byte_range *c = scf__chunk_extents(r->map, &n);
+	int rc = 0;
 
-	if (rc < 0)
-		return rc;
-	if (r->meta_n > 1)
+	if (!c)
+		return scf__h5_fail(r, -ENOMEM, "out of memory checking %llu chunks",
+		                    (unsigned long long)r->map->n);
+	for (i = 1; i < n && rc == 0; i++)
+		if (c[i].addr < c[i - 1].addr + c[i - 1].len)
+			rc = scf__h5_fail(r, SCF_E_CORRUPT, "chunk %llu at byte %llu (%llu bytes) "
+			                  "overlaps chunk %llu at byte %llu: the index points into "
+			                  "other data", (unsigned long long)c[i - 1].id,
+			                  (unsigned long long)c[i - 1].addr,
+			                  (unsigned long long)c[i - 1].len,
+			                  (unsigned long long)c[i].id, (unsigned long long)c[i].addr);
+	if (rc == 0 && r->meta_n > 1)
 		qsort(r->meta, r->meta_n, sizeof(*r->meta), scf__h5_ext_cmp);
-	have_c = scf__h5_next_chunk(r, sorted, &k, &c);
-	for (;;) {
-		int take_meta = mi < r->meta_n && (!have_c || r->meta[mi].addr < c.addr);
-		if (!take_meta && !have_c)
-			break;
-		next = take_meta ? &r->meta[mi] : &c;
-		/* metadata blocks may repeat (a header read twice): only chunks clash */
-		if (have_prev && next->addr < prev.addr + prev.len &&
-		    !(prev.what && next->what)) {
-			rc = scf__h5_overlap_fail(r, &prev, next);
-			break;
-		}
-		if (!have_prev || next->addr + next->len > prev.addr + prev.len || !next->what)
-			prev = *next;
-		have_prev = 1;
-		if (take_meta)
-			mi++;
-		else
-			have_c = scf__h5_next_chunk(r, sorted, &k, &c);
-	}
-	free(sorted);
+	if (rc == 0 && scf__extents_meet(c, n, r->meta, r->meta_n, &i, &j))
+		rc = scf__h5_fail(r, SCF_E_CORRUPT, "chunk %llu at byte %llu (%llu bytes) overlaps "
+		                  "the %s at byte %llu: the index points into other data",
+		                  (unsigned long long)c[i].id, (unsigned long long)c[i].addr,
+		                  (unsigned long long)c[i].len, r->meta_what[r->meta[j].id],
+		                  (unsigned long long)r->meta[j].addr);
+	free(c);
 	return rc;
 }
 
@@ -1569,12 +1541,14 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 	if (rc < 0)
 		goto free_map;
 	free(r.meta);
+	free(r.meta_what);
 	free(h);
 	return 0;
 free_map:
 	scf__chunk_map_free(out);
 free_header:
 	free(r.meta);
+	free(r.meta_what);
 	free(h);
 	return rc;
 }

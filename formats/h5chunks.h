@@ -57,4 +57,26 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 
 void scf__chunk_map_free(scf__chunk_map *m);
 
+/* Bytes of the file: a chunk (id: its map index) or, inside the reader, a
+ * metadata block (id: which one). */
+typedef struct scf__byte_range {
+	uint64_t addr, len;
+	uint64_t id;
+} scf__byte_range;
+
+/*
+ * The written chunks of m in address order (the map's order is kept when it
+ * is already sorted, as HDF5 writes it), in a new array of *n entries that
+ * the caller frees; NULL when out of memory.
+ */
+scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n);
+
+/*
+ * Whether two lists sorted by address share a byte: 1 with *ia, *ib the
+ * first such pair found, else 0.  a must be free of overlaps within itself;
+ * b may overlap itself (metadata blocks read twice).
+ */
+int scf__extents_meet(const scf__byte_range *a, size_t na, const scf__byte_range *b, size_t nb,
+                      size_t *ia, size_t *ib);
+
 #endif
