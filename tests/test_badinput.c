@@ -1452,7 +1452,10 @@ static void truncations(const char *base, const char *kind, const fx_ref *ref,
 	free(orig);
 }
 
-/* A plain truncated copy (superblock intact): the sentence says so, with both sizes. */
+/*
+ * A plain truncated copy (superblock intact): the sentence says so, with both
+ * sizes; a damaged root group address: the sentence says that instead.
+ */
 Test(badinput, truncated_copy_is_named)
 {
 	char *base = write_csr("base.h5ad", base_spec(64, 130));
@@ -1466,6 +1469,24 @@ Test(badinput, truncated_copy_is_named)
 	snprintf(want, sizeof(want), "file truncated: %zu bytes, but its superblock says %zu",
 	         len / 2, len);
 	try_input("truncated copy", p, &ref, "X", (expect){ .what = want, .code = SCF_E_CORRUPT });
+	/* superblock v0: the root group's object header address (byte 64) made garbage */
+	cr_assert_eq(b[8], 0, "the fixture writes a version-0 superblock");
+	char *q = copy_of(base, "root.h5ad");
+	poke_u64(q, 64, 3);
+	try_input("root group address damaged", q, &ref, "X",
+	          (expect){ .what = "superblock or root group is damaged", .code = SCF_E_CORRUPT });
+	free(q);
+	/* the matrix group's object header overwritten: damage, not a missing matrix */
+	hid_t f = H5Fopen(base, H5F_ACC_RDONLY, H5P_DEFAULT);
+	H5O_info_t oi;
+	cr_assert_geq(H5Oget_info_by_name2(f, "X", &oi, H5O_INFO_BASIC, H5P_DEFAULT), 0);
+	H5Fclose(f);
+	q = copy_of(base, "xhdr.h5ad");
+	poke_u64(q, oi.addr, 0x5a5a5a5a5a5a5a5aull);
+	poke_u64(q, oi.addr + 8, 0x5a5a5a5a5a5a5a5aull);
+	try_input("X's object header overwritten", q, &ref, "X",
+	          (expect){ .dset = "X", .what = "damaged", .code = SCF_E_CORRUPT });
+	free(q);
 	/* a matrix key under a group that does not exist is missing, not damage */
 	try_input("missing layer", base, &ref, "layers/counts",
 	          (expect){ .what = "no such matrix", .code = SCF_E_NOT_H5AD });
