@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/checked.h"
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 #define NOT_DELIVERED UINT32_MAX
@@ -51,11 +52,15 @@ static int cache_init(scf__chunk_cache *c, const scf__files *fs, int which)
 
 int scf__scratch_init(scf__scratch *s, const scf__files *fs, uint64_t fetch_rows)
 {
-	uint64_t n = fs->m[0].n_cols ? fs->m[0].n_cols : 1;
+	/* one row: every column of a dense row, every stored entry of a CSR row
+	 * (more than the columns when ids repeat) */
+	uint64_t n = fs->m[0].n_cols;
 
+	for (uint32_t f = 0; f < fs->n; f++)
+		n = fs->m[f].max_row_nnz > n ? fs->m[f].max_row_nnz : n;
 	memset(s, 0, sizeof(*s));
-	s->vals = malloc(n * sizeof(float));
-	s->idx = malloc(n * sizeof(int32_t));
+	s->vals = scf__alloc_array(n, sizeof(float));
+	s->idx = scf__alloc_array(n, sizeof(int32_t));
 	s->pos_of = malloc(fetch_rows * sizeof(uint32_t));
 	s->out_off = malloc((fetch_rows + 1) * sizeof(uint64_t));
 	s->row_len = malloc((fetch_rows + 1) * sizeof(uint64_t));
@@ -93,11 +98,12 @@ void scf__scratch_free(scf__scratch *s)
 /* Load one element of any stored type (unaligned-safe). */
 #define LOAD(T, src, i) ({ T l_; memcpy(&l_, (src) + (size_t)(i) * sizeof(T), sizeof(T)); l_; })
 
-/* Values to float32, whatever the file stored; NULL src means zeros. */
-static void to_f32(float *dst, const uint8_t *src, uint64_t n, scf__dtype t)
+/* Values to float32, whatever the file stored; NULL src: never written, the fill value. */
+static void to_f32(float *dst, const uint8_t *src, uint64_t n, scf__dtype t, float fill)
 {
 	if (!src) {
-		memset(dst, 0, n * sizeof(float));
+		for (uint64_t i = 0; i < n; i++)
+			dst[i] = fill;
 		return;
 	}
 	if (t.cls == SCF__T_FLOAT && t.size == 4) {
@@ -216,7 +222,8 @@ static const uint8_t *piece_bytes(asm_ctx *a, const scf__piece *pc, int *zero)
 static int64_t gather_vals(asm_ctx *a, uint64_t k, float *dst)
 {
 	const scf__plan *p = a->p;
-	scf__dtype t = a->fs->m[p->rfile[k]].data.type;
+	const scf__dset *ds = &a->fs->m[p->rfile[k]].data;
+	scf__dtype t = ds->type;
 	uint64_t w = 0;
 
 	for (uint64_t i = p->drow[k]; i < p->drow[k + 1]; i++) {
@@ -224,7 +231,7 @@ static int64_t gather_vals(asm_ctx *a, uint64_t k, float *dst)
 		const uint8_t *src = piece_bytes(a, &p->dpiece[i], &zero);
 		if (!src && !zero)
 			return -1;
-		to_f32(dst + w, src, p->dpiece[i].x.nbytes / t.size, t);
+		to_f32(dst + w, src, p->dpiece[i].x.nbytes / t.size, t, ds->fill);
 		w += p->dpiece[i].x.nbytes / t.size;
 	}
 	return (int64_t)w;
@@ -257,7 +264,7 @@ static int gather_idx(asm_ctx *a, uint64_t k, int32_t *dst, uint64_t row)
 
 /* Arena layout, shared by the size computation and the assembly. */
 typedef struct layout {
-	size_t row_ids, obs, indptr, indices, data, total;
+	size_t row_ids, obs, obs_values, indptr, indices, data, total;
 } layout;
 
 /*
@@ -277,7 +284,8 @@ static layout plan_layout(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t 
 
 	L.row_ids = 0;
 	L.obs = L.row_ids + n * sizeof(uint64_t);
-	L.indptr = L.obs + (n * cfg->n_obs * sizeof(int32_t) + 7) / 8 * 8;
+	L.obs_values = L.obs + (n * cfg->n_obs * sizeof(int32_t) + 7) / 8 * 8;
+	L.indptr = L.obs_values + n * cfg->n_obs * sizeof(int64_t);
 	if (cfg->output == SCF_OUTPUT_DENSE) {
 		L.indices = L.indptr;
 		L.data = L.indptr;
@@ -369,7 +377,8 @@ static uint64_t dense_to_csr(const scf__asm_cfg *cfg, const float *vals, int32_t
 	return w;
 }
 
-/* One row of a CSR file into its dense output row. */
+/* One row of a CSR file into its dense output row; repeated ids add up, as
+ * scipy's toarray() and anndata's dense views make them. */
 static int csr_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, uint64_t row,
                             float *out)
 {
@@ -382,7 +391,7 @@ static int csr_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, uin
 	for (int64_t i = 0; i < n; i++) {
 		int32_t to = cfg->col_map ? cfg->col_map[sc->idx[i]] : sc->idx[i];
 		if (to >= 0)
-			out[to] = sc->vals[i];
+			out[to] += sc->vals[i];
 	}
 	return 0;
 }
@@ -433,13 +442,16 @@ static int scatter_rows(asm_ctx *a, const scf__asm_cfg *cfg, const scf__fetch_or
 	return 0;
 }
 
-/* The requested obs codes of each delivered row, row-major. */
-static void fill_obs(const scf__asm_cfg *cfg, const scf__fetch_order *o, int32_t *obs)
+/* The requested obs values of each delivered row, row-major, in both forms. */
+static void fill_obs(const scf__asm_cfg *cfg, const scf__fetch_order *o, int32_t *obs,
+                     int64_t *words)
 {
 	for (uint64_t i = 0; i < o->n_deliver; i++) {
 		uint64_t r = o->rows[o->perm[i]];
-		for (uint32_t c = 0; c < cfg->n_obs; c++)
-			obs[i * cfg->n_obs + c] = cfg->obs[c].codes[r];
+		for (uint32_t c = 0; c < cfg->n_obs; c++) {
+			obs[i * cfg->n_obs + c] = scf__obs_i32(&cfg->obs[c], r);
+			words[i * cfg->n_obs + c] = scf__obs_word(&cfg->obs[c], r);
+		}
 	}
 }
 
@@ -452,6 +464,7 @@ static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
 	int output = cfg->output;
 	uint64_t *row_ids = (uint64_t *)(arena + L->row_ids);
 	int32_t *obs = (int32_t *)(arena + L->obs);
+	int64_t *words = (int64_t *)(arena + L->obs_values);
 	int64_t *indptr = (int64_t *)(arena + L->indptr);
 	int32_t *indices = (int32_t *)(arena + L->indices);
 	float *data = (float *)(arena + L->data);
@@ -467,6 +480,7 @@ static uint32_t fill_batches(const scf__asm_cfg *cfg, const scf__fetch_order *o,
 		b->row_ids = row_ids + pos;
 		b->n_obs = cfg->n_obs;
 		b->obs = cfg->n_obs ? obs + pos * cfg->n_obs : NULL;
+		b->obs_values = cfg->n_obs ? words + pos * cfg->n_obs : NULL;
 		for (uint64_t j = 0; j < n; j++)
 			b->row_ids[j] = o->rows[o->perm[pos + j]];
 		if (output == SCF_OUTPUT_DENSE) {
@@ -505,7 +519,7 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 	}
 	if (output == SCF_OUTPUT_CSR && (p->dense_rows || cfg->col_map))
 		compact_rows(o->n_deliver, sc->out_off, sc->row_len, indices, data);
-	fill_obs(cfg, o, (int32_t *)(arena + L.obs));
+	fill_obs(cfg, o, (int32_t *)(arena + L.obs), (int64_t *)(arena + L.obs_values));
 	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);
 	return 0;
 }

@@ -8,6 +8,8 @@
 #include "engine/loader.h"
 #include "engine/filters.h"
 #include "formats/var.h"
+#include "common/checked.h"
+#include "formats/h5check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +23,16 @@
 static int open_file(const char *path, int want_direct, int *fd, int *direct, char *errbuf,
                      size_t errlen)
 {
+	char why[300];
+	int rc = scf__file_check(path, why, sizeof(why));
+
 	*direct = 0;
+	*fd = -1;
+	if (rc < 0) {
+		if (errbuf)
+			scf__path_msg(errbuf, errlen, path, why);
+		return rc;
+	}
 	*fd = open(path, O_RDONLY | O_CLOEXEC | (want_direct ? O_DIRECT : 0));
 	if (*fd < 0 && want_direct && errno == EINVAL)
 		*fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -29,8 +40,9 @@ static int open_file(const char *path, int want_direct, int *fd, int *direct, ch
 		*direct = want_direct;
 	if (*fd < 0) {
 		int e = errno;
+		snprintf(why, sizeof(why), "cannot open: %s", strerror(e));
 		if (errbuf)
-			snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(e));
+			scf__path_msg(errbuf, errlen, path, why);
 		return -e;
 	}
 	return 0;
@@ -107,7 +119,7 @@ static int load_indptr_raw(scf__matrix *m, const char *path, char *errbuf, size_
 	char why[300] = "";
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 
-	m->indptr = malloc(n * sizeof(int64_t));
+	m->indptr = scf__alloc_array(n, sizeof(int64_t));
 	if (fd < 0 || !out || !fx || !m->indptr || ds->storage != SCF__CHUNKED) {
 		rc = fd < 0 ? -errno : ds->storage != SCF__CHUNKED ? SCF_E_CORRUPT : -ENOMEM;
 		snprintf(why, sizeof(why), "cannot be loaded: %s", scf_strerror(rc));
@@ -297,44 +309,96 @@ void scf__coll_close(scf_loader *l)
 	l->n_files = 0;
 }
 
-/* Index of `name` in the union list c, appended when new; -ENOMEM. */
-static int64_t union_index(scf__obs_col *c, uint64_t *cap, const char *name)
+/*
+ * The union of the files' category lists, in order of first appearance:
+ * names in c->categories, found again through an open-addressing hash of
+ * their indices, so merging k files of n categories costs O(k n).
+ */
+typedef struct cat_union {
+	scf__obs_col *c;
+	uint64_t cap;      /* entries c->categories can hold */
+	uint32_t *slot;    /* hash table: index + 1, 0 empty */
+	uint64_t n_slot;   /* a power of two, at least twice the names */
+} cat_union;
+
+static uint64_t name_hash(const char *s)
 {
-	for (uint64_t i = 0; i < c->n_categories; i++)
-		if (strcmp(c->categories[i], name) == 0)
-			return (int64_t)i;
-	if (c->n_categories == *cap) {
-		char **q = realloc(c->categories, (*cap * 2 + 8) * sizeof(char *));
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+static int union_grow(cat_union *u)
+{
+	uint64_t n = u->n_slot ? u->n_slot * 2 : 64;
+	uint32_t *t = scf__calloc_array(n, sizeof(uint32_t));
+
+	if (!t)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < u->c->n_categories; i++) {
+		uint64_t h = name_hash(u->c->categories[i]) & (n - 1);
+		while (t[h])
+			h = (h + 1) & (n - 1);
+		t[h] = (uint32_t)i + 1;
+	}
+	free(u->slot);
+	u->slot = t;
+	u->n_slot = n;
+	return 0;
+}
+
+/* Index of `name` in the union, appended when new; -ENOMEM. */
+static int64_t union_index(cat_union *u, const char *name)
+{
+	scf__obs_col *c = u->c;
+	uint64_t h;
+
+	if ((c->n_categories + 1) * 2 > u->n_slot && union_grow(u) < 0)
+		return -ENOMEM;
+	for (h = name_hash(name) & (u->n_slot - 1); u->slot[h]; h = (h + 1) & (u->n_slot - 1))
+		if (strcmp(c->categories[u->slot[h] - 1], name) == 0)
+			return (int64_t)u->slot[h] - 1;
+	if (c->n_categories >= INT32_MAX)
+		return -ENOMEM;
+	if (c->n_categories == u->cap) {
+		char **q = realloc(c->categories, (u->cap * 2 + 8) * sizeof(char *));
 		if (!q)
 			return -ENOMEM;
 		c->categories = q;
-		*cap = *cap * 2 + 8;
+		u->cap = u->cap * 2 + 8;
 	}
 	if (!(c->categories[c->n_categories] = strdup(name)))
 		return -ENOMEM;
+	u->slot[h] = (uint32_t)c->n_categories + 1;
 	return (int64_t)c->n_categories++;
 }
 
 /* One file's column into rows [row0, row0 + n) of c, codes renumbered to the union. */
-static int merge_column(scf__obs_col *c, uint64_t *cap, const scf__obs_col *one,
-                        uint64_t row0, uint64_t n)
+static int merge_column(cat_union *u, const scf__obs_col *one, uint64_t row0, uint64_t n)
 {
+	scf__obs_col *c = u->c;
 	int32_t *map = NULL;
 
-	if (!one->categories) {
-		memcpy(c->codes + row0, one->codes, n * sizeof(int32_t));
+	if (one->kind == SCF__OBS_INT) {
+		memcpy(c->ints + row0, one->ints, n * sizeof(int64_t));
+		c->fits_i32 &= one->fits_i32;
 		return 0;
 	}
-	map = malloc((one->n_categories ? one->n_categories : 1) * sizeof(int32_t));
+	if (one->kind == SCF__OBS_FLOAT) {
+		memcpy(c->floats + row0, one->floats, n * sizeof(double));
+		return 0;
+	}
+	map = scf__alloc_array(one->n_categories, sizeof(int32_t));
 	if (!map)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < one->n_categories; i++) {
-		int64_t u = union_index(c, cap, one->categories[i]);
-		if (u < 0 || u > INT32_MAX) {
+		int64_t k = union_index(u, one->categories[i]);
+		if (k < 0) {
 			free(map);
 			return -ENOMEM;
 		}
-		map[i] = (int32_t)u;
+		map[i] = (int32_t)k;
 	}
 	for (uint64_t r = 0; r < n; r++)
 		c->codes[row0 + r] = one->codes[r] < 0 ? -1 : map[one->codes[r]];
@@ -342,28 +406,44 @@ static int merge_column(scf__obs_col *c, uint64_t *cap, const scf__obs_col *one,
 	return 0;
 }
 
+static const char *kind_name(int kind)
+{
+	return kind == SCF__OBS_CATEGORICAL ? "categorical" : kind == SCF__OBS_INT
+	       ? "an integer column" : "a float column";
+}
+
+/* The whole column's arrays, of the first file's kind. */
+static int union_start(cat_union *u, const scf_loader *l, const scf__obs_col *first)
+{
+	scf__obs_col *c = u->c;
+
+	c->kind = first->kind;
+	c->fits_i32 = 1;
+	if (c->kind == SCF__OBS_CATEGORICAL)
+		return (c->codes = scf__alloc_array(l->n_rows, sizeof(int32_t))) ? 0 : -ENOMEM;
+	if (c->kind == SCF__OBS_INT)
+		return (c->ints = scf__alloc_array(l->n_rows, sizeof(int64_t))) ? 0 : -ENOMEM;
+	return (c->floats = scf__alloc_array(l->n_rows, sizeof(double))) ? 0 : -ENOMEM;
+}
+
 /* One file's column, checked to be of the kind the first file's is. */
-static int load_part(const scf_loader *l, uint32_t f, scf__obs_col *c, uint64_t *cap,
-                     const char *name, char *errbuf, size_t errlen)
+static int load_part(const scf_loader *l, uint32_t f, cat_union *u, const char *name,
+                     char *errbuf, size_t errlen)
 {
 	scf__obs_col one;
 	int rc = scf__obs_load(&one, l->mats[f].path, name, l->mats[f].n_rows, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
-	if (f == 0 && one.categories) {
-		c->categories = calloc(8, sizeof(char *));
-		*cap = 8;
-		rc = c->categories ? 0 : -ENOMEM;
-	}
-	if (rc == 0 && !one.categories != !c->categories) {
+	if (f == 0)
+		rc = union_start(u, l, &one);
+	if (rc == 0 && one.kind != u->c->kind) {
 		snprintf(errbuf, errlen, "%s: obs/%s is %s but in %s it is %s", l->mats[f].path,
-		         name, one.categories ? "categorical" : "an integer column",
-		         l->mats[0].path, c->categories ? "categorical" : "an integer column");
+		         name, kind_name(one.kind), l->mats[0].path, kind_name(u->c->kind));
 		rc = SCF_E_UNSUPPORTED;
 	}
 	if (rc == 0)
-		rc = merge_column(c, cap, &one, l->row0[f], l->mats[f].n_rows);
+		rc = merge_column(u, &one, l->row0[f], l->mats[f].n_rows);
 	if (rc == -ENOMEM)
 		snprintf(errbuf, errlen, "%s: obs/%s: out of memory", l->mats[f].path, name);
 	scf__obs_free(&one);
@@ -373,18 +453,16 @@ static int load_part(const scf_loader *l, uint32_t f, scf__obs_col *c, uint64_t 
 int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, char *errbuf,
                        size_t errlen)
 {
-	uint64_t cap = 0;
+	cat_union u = { .c = c };
 	int rc = 0;
 
 	if (l->n_files == 1)
 		return scf__obs_load(c, l->mats[0].path, name, l->n_rows, errbuf, errlen);
 	memset(c, 0, sizeof(*c));
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	c->codes = malloc((l->n_rows ? l->n_rows : 1) * sizeof(int32_t));
-	if (!c->codes)
-		return -ENOMEM;
 	for (uint32_t f = 0; f < l->n_files && rc == 0; f++)
-		rc = load_part(l, f, c, &cap, name, errbuf, errlen);
+		rc = load_part(l, f, &u, name, errbuf, errlen);
+	free(u.slot);
 	if (rc < 0)
 		scf__obs_free(c);
 	return rc;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/checked.h"
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 unsigned scf_version(void)
@@ -33,14 +34,15 @@ const char *scf_strerror(int code)
 
 static int bad_option(char *errbuf, size_t errlen, const char *path, const char *fmt, ...)
 {
-	char what[300];
+	char what[300], full[340];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
+	snprintf(full, sizeof(full), "invalid options: %s", what);
 	if (errbuf)
-		snprintf(errbuf, errlen, "%s: invalid options: %s", path, what);
+		scf__path_msg(errbuf, errlen, path, full);
 	return -EINVAL;
 }
 
@@ -59,9 +61,11 @@ static int outside(uint64_t v, uint64_t lo, uint64_t hi)
 
 /* Fill defaults, then check every field against its documented bounds. */
 static int resolve_options(scf_options *o, const scf_options *in, const char *path,
-                           char *errbuf, size_t errlen)
+                           int *counted, char *errbuf, size_t errlen)
 {
 	memset(o, 0, sizeof(*o));
+	/* a caller that knows n_weights must set it; older ones are trusted */
+	*counted = in && in->size >= offsetof(scf_options, n_weights) + sizeof(in->n_weights);
 	if (in) {
 		/* the first version's struct ended after `allocator` */
 		if (in->size < offsetof(scf_options, allocator) + sizeof(scf_allocator) ||
@@ -101,6 +105,14 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	BOUND(max_read, 4096, 64u << 20);
 	BOUND(threads, 1, 256);
 	BOUND(n_obs, 0, 64);
+	BOUND(total_size, 0, SCF_MAX_TOTAL_SIZE);
+	if (strlen(o->matrix) >= sizeof(((scf_loader *)0)->matrix_key))
+		return bad_option(errbuf, errlen, path, "matrix key of %zu bytes, longer than "
+		                  "the %zu this library accepts", strlen(o->matrix),
+		                  sizeof(((scf_loader *)0)->matrix_key) - 1);
+	if (o->n_weights && !o->weights)
+		return bad_option(errbuf, errlen, path, "n_weights = %llu but weights is NULL",
+		                  (unsigned long long)o->n_weights);
 	if (o->strategy == SCF_STRATEGY_BLOCK_WEIGHTED && !o->weights)
 		return bad_option(errbuf, errlen, path, "BLOCK_WEIGHTED needs weights");
 	if (o->strategy == SCF_STRATEGY_CLASS_BALANCED && !o->balance_obs)
@@ -158,10 +170,23 @@ static void free_obs(scf_loader *l)
 int scf_obs_categories(const scf_loader *l, uint32_t column, const char *const **names,
                        uint64_t *n)
 {
-	if (column >= l->n_obs)
+	if (!l || column >= l->n_obs || !names || !n)
 		return -EINVAL;
+	if (l->obs[column].kind != SCF__OBS_CATEGORICAL) {
+		*names = NULL;
+		*n = 0;
+		return 0;
+	}
 	*names = (const char *const *)l->obs[column].categories;
 	*n = l->obs[column].n_categories;
+	return 0;
+}
+
+int scf_obs_kind(const scf_loader *l, uint32_t column, uint32_t *kind)
+{
+	if (!l || column >= l->n_obs || !kind)
+		return -EINVAL;
+	*kind = (uint32_t)l->obs[column].kind;
 	return 0;
 }
 
@@ -176,7 +201,12 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
 {
 	uint64_t n = l->o.n_indices;
 
-	l->subset = malloc((n ? n : 1) * sizeof(uint64_t));
+	if (n > l->n_rows) {
+		snprintf(errbuf, errlen, "%s: invalid options: n_indices = %llu, more than the "
+		         "%llu rows", path, (unsigned long long)n, (unsigned long long)l->n_rows);
+		return -EINVAL;
+	}
+	l->subset = scf__alloc_array(n, sizeof(uint64_t));
 	if (!l->subset)
 		return -ENOMEM;
 	memcpy(l->subset, l->o.indices, n * sizeof(uint64_t));
@@ -196,18 +226,24 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
  * Per-row weights in subset order.  Caller's weights follow `indices` order
  * when indices are given, so they are permuted with the sort.
  */
-static int prepare_weights(scf_loader *l)
+static int prepare_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
 	uint64_t n = l->o.indices ? l->o.n_indices : l->n_rows;
 
-	l->weights = malloc((n ? n : 1) * sizeof(double));
+	if (l->weights_counted && l->o.n_weights != n) {
+		snprintf(errbuf, errlen, "%s: invalid options: n_weights = %llu but there are "
+		         "%llu %s", path, (unsigned long long)l->o.n_weights, (unsigned long long)n,
+		         l->o.indices ? "entries in indices" : "rows");
+		return -EINVAL;
+	}
+	l->weights = scf__alloc_array(n, sizeof(double));
 	if (!l->weights)
 		return -ENOMEM;
 	if (!l->o.indices) {
 		memcpy(l->weights, l->o.weights, n * sizeof(double));
 		return 0;
 	}
-	uint64_t *order = malloc((n ? n : 1) * 2 * sizeof(uint64_t));
+	uint64_t *order = scf__alloc_array(n, 2 * sizeof(uint64_t));
 	if (!order)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++) { /* (row, position) pairs sorted by row */
@@ -221,34 +257,68 @@ static int prepare_weights(scf_loader *l)
 	return 0;
 }
 
-/* Class-balanced weights: 1 / (rows of the class), 0 for missing labels. */
+/* Sorted copy of the class of every row to sample, for counting. */
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Rows of class v among the sorted classes: two binary searches. */
+static uint64_t class_size(const int64_t *sorted, uint64_t n, int64_t v)
+{
+	uint64_t lo = 0, hi = n, first;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid] < v) lo = mid + 1; else hi = mid;
+	}
+	first = lo;
+	hi = n;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid] <= v) lo = mid + 1; else hi = mid;
+	}
+	return lo - first;
+}
+
+/*
+ * Class-balanced weights: 1 / (rows of the class among the rows sampled).
+ * A categorical column's classes are its codes, and code -1 (missing) gets
+ * weight 0; an integer column's classes are its values, whatever they are
+ * (sorting, not a table indexed by value: INT64_MIN and 2^40 cost nothing).
+ */
 static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
 	uint64_t n = l->subset ? l->o.n_indices : l->n_rows;
 	scf__obs_col col;
+	int64_t *sorted;
 	int rc = scf__coll_obs_load(l, &col, l->o.balance_obs, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
-	int32_t max = -1;
-	for (uint64_t r = 0; r < l->n_rows; r++)
-		max = col.codes[r] > max ? col.codes[r] : max;
-	uint64_t *count = calloc((size_t)max + 2, sizeof(uint64_t));
-	l->weights = malloc((n ? n : 1) * sizeof(double));
-	if (!count || !l->weights) {
-		free(count);
+	if (col.kind == SCF__OBS_FLOAT) {
+		snprintf(errbuf, errlen, "%s: obs/%s: a float column cannot name classes for "
+		         "CLASS_BALANCED; use a categorical or integer column", path, col.name);
+		scf__obs_free(&col);
+		return -EINVAL;
+	}
+	sorted = scf__alloc_array(n, sizeof(int64_t));
+	l->weights = scf__alloc_array(n, sizeof(double));
+	if (!sorted || !l->weights) {
+		free(sorted);
 		scf__obs_free(&col);
 		return -ENOMEM;
 	}
+	for (uint64_t i = 0; i < n; i++)
+		sorted[i] = scf__obs_word(&col, l->subset ? l->subset[i] : i);
+	qsort(sorted, n, sizeof(int64_t), cmp_i64);
 	for (uint64_t i = 0; i < n; i++) {
-		int32_t c = col.codes[l->subset ? l->subset[i] : i];
-		count[c + 1]++;
+		int64_t c = scf__obs_word(&col, l->subset ? l->subset[i] : i);
+		int missing = col.kind == SCF__OBS_CATEGORICAL && c < 0;
+		l->weights[i] = missing ? 0.0 : 1.0 / (double)class_size(sorted, n, c);
 	}
-	for (uint64_t i = 0; i < n; i++) {
-		int32_t c = col.codes[l->subset ? l->subset[i] : i];
-		l->weights[i] = c < 0 ? 0.0 : 1.0 / (double)count[c + 1];
-	}
-	free(count);
+	free(sorted);
 	scf__obs_free(&col);
 	return 0;
 }
@@ -256,7 +326,7 @@ static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t
 /* Column selection: old column -> new column, -1 for dropped columns. */
 static int prepare_columns(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	l->col_map = malloc(l->n_cols * sizeof(int32_t) + 1);
+	l->col_map = scf__alloc_array(l->n_cols, sizeof(int32_t));
 	if (!l->col_map)
 		return -ENOMEM;
 	memset(l->col_map, 0xff, l->n_cols * sizeof(int32_t));
@@ -281,7 +351,7 @@ static int prepare_selection(scf_loader *l, const char *path, char *errbuf, size
 	if (l->o.indices)
 		rc = prepare_subset(l, path, errbuf, errlen);
 	if (rc == 0 && l->o.weights)
-		rc = prepare_weights(l);
+		rc = prepare_weights(l, path, errbuf, errlen);
 	if (rc == 0 && l->o.strategy == SCF_STRATEGY_CLASS_BALANCED)
 		rc = balance_weights(l, path, errbuf, errlen);
 	if (rc == 0 && l->o.columns)
@@ -318,7 +388,8 @@ static int alloc_slots(scf_loader *l)
 		s->ord.rows = malloc(fs * sizeof(uint64_t));
 		s->ord.perm = malloc(fs * sizeof(uint32_t));
 		s->batch = calloc(l->o.fetch_factor, sizeof(scf_batch));
-		if (!s->ord.rows || !s->ord.perm || !s->batch)
+		s->out = calloc(l->o.fetch_factor, 1);
+		if (!s->ord.rows || !s->ord.perm || !s->batch || !s->out)
 			return -ENOMEM;
 	}
 	return 0;
@@ -331,6 +402,7 @@ static void free_slots(scf_loader *l)
 		free(s->ord.rows);
 		free(s->ord.perm);
 		free(s->batch);
+		free(s->out);
 		free(s->req);
 		scf__plan_free(&s->plan);
 		scf__pages_free(s->staging, s->staging_cap); /* borrowed when a fetch failed */
@@ -400,7 +472,7 @@ static int open_input(scf_loader *l, const char *const *paths, uint32_t n,
                       const scf_options *opts, char *errbuf, size_t errlen)
 {
 	const char *path = l->name;
-	int rc = resolve_options(&l->o, opts, path, errbuf, errlen);
+	int rc = resolve_options(&l->o, opts, path, &l->weights_counted, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
@@ -581,8 +653,9 @@ static int all_held(const scf_loader *l)
 /* Take the next batch of slot s; caller holds mu. */
 static scf_batch *take_batch(scf_loader *l, scf__slot *s)
 {
-	scf_batch *b = &s->batch[s->handed++];
+	scf_batch *b = &s->batch[s->handed];
 
+	s->out[s->handed++] = 1;
 	s->held++;
 	b->index = l->cons_batch++;
 	if (s->handed == s->n_batch)
@@ -649,27 +722,36 @@ int scf_next(scf_loader *l, scf_batch **out)
 	return rc;
 }
 
-void scf_release(scf_loader *l, scf_batch *b)
+int scf_release(scf_loader *l, scf_batch *b)
 {
-	int wake = 0;
+	int wake = 0, rc = -EINVAL;
 
 	if (!b)
-		return;
+		return 0;
 	pthread_mutex_lock(&l->mu);
 	for (unsigned i = 0; i < l->n_slots; i++) {
 		scf__slot *s = &l->slots[i];
 		if (b < s->batch || b >= s->batch + l->o.fetch_factor)
 			continue;
-		if (s->held > 0 && --s->held == 0 &&
-		    (s->state == SLOT_ORPHAN || s->handed == s->n_batch)) {
+		size_t k = (size_t)(b - s->batch);
+		if (b != &s->batch[k] || !s->out[k] || s->held == 0)
+			break; /* inside the array but not a batch, or not held */
+		s->out[k] = 0;
+		rc = 0;
+		if (--s->held == 0 && (s->state == SLOT_ORPHAN || s->handed == s->n_batch)) {
 			s->state = SLOT_FREE;
 			wake = 1;
 		}
 		break;
 	}
+	if (rc < 0)
+		snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: scf_release of a batch that is "
+		         "not held (released twice, or not from this loader): ignored",
+		         l->name, l->matrix_key);
 	pthread_mutex_unlock(&l->mu);
 	if (wake)
 		scf__uring_wake(&l->u);
+	return rc;
 }
 
 /*

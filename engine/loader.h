@@ -47,6 +47,7 @@ typedef struct scf__slot {
 	scf_batch *batch;          /* fetch_factor entries */
 	uint32_t n_batch;
 	uint32_t handed, held;     /* mu */
+	uint8_t *out;              /* mu: fetch_factor flags, batch k handed out and held */
 	struct scf__slot *next_work; /* mu: decode queue link */
 } scf__slot;
 
@@ -67,6 +68,7 @@ struct scf_loader {
 	uint32_t n_obs;
 	uint64_t *subset;          /* sorted rows to sample from, or NULL */
 	double *weights;           /* per subset row (or row), weighted strategies */
+	int weights_counted;       /* the caller's options carry n_weights */
 	int32_t *col_map;          /* column selection: n_cols entries, -1 = dropped */
 	uint64_t skip_batches;     /* mu: batches of the first fetch to skip after a restart */
 	scf__asm_cfg acfg;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/checked.h"
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 /* splitmix64: turns any seed into well-mixed state words. */
@@ -69,7 +70,7 @@ static int build_cumulative(scf__sampler *s, uint64_t n)
 {
 	double total = 0;
 
-	s->cum = malloc((n ? n : 1) * sizeof(double));
+	s->cum = scf__alloc_array(n, sizeof(double));
 	if (!s->cum)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++) {
@@ -87,7 +88,7 @@ static int init_weighted(scf__sampler *s, uint64_t n)
 	uint64_t positive = 0;
 
 	s->n_pop = s->c.total_size ? s->c.total_size : n;
-	s->drawn = malloc((s->n_pop ? s->n_pop : 1) * sizeof(uint64_t));
+	s->drawn = scf__alloc_array(s->n_pop, sizeof(uint64_t));
 	if (!s->drawn)
 		return -ENOMEM;
 	if (s->c.replace)
@@ -100,8 +101,8 @@ static int init_weighted(scf__sampler *s, uint64_t n)
 	}
 	if (s->n_pop > positive)
 		return -ERANGE; /* more draws than rows that can be drawn */
-	s->keys = malloc((n ? n : 1) * sizeof(double));
-	s->idx = malloc((n ? n : 1) * sizeof(uint64_t));
+	s->keys = scf__alloc_array(n, sizeof(double));
+	s->idx = scf__alloc_array(n, sizeof(uint64_t));
 	return s->keys && s->idx ? 0 : -ENOMEM;
 }
 
@@ -122,10 +123,12 @@ int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c)
 		return rc;
 	}
 	if (!c->streaming) {
-		uint64_t nb = (s->n_pop + c->block_size - 1) / c->block_size;
-		if (nb > UINT32_MAX)
+		uint64_t nb = s->n_pop / c->block_size + (s->n_pop % c->block_size != 0);
+		if (nb > UINT32_MAX) {
+			scf__sampler_free(s);
 			return -EOVERFLOW;
-		s->block_order = malloc((nb ? nb : 1) * sizeof(uint32_t));
+		}
+		s->block_order = scf__alloc_array(nb, sizeof(uint32_t));
 		if (!s->block_order) {
 			scf__sampler_free(s);
 			return -ENOMEM;

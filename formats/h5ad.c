@@ -16,19 +16,22 @@
 #include <unistd.h>
 
 #include "scfetch.h"
+#include "common/checked.h"
+#include "formats/h5check.h"
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 /* Every message names the file and the dataset; this keeps that uniform. */
 static int fail(const scf__matrix *m, const char *dset, int code, char *err,
                 size_t errlen, const char *fmt, ...)
 {
-	char what[512];
+	char what[512], full[800];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	snprintf(err, errlen, "%s: %s: %s", m->path, dset ? dset : m->key, what);
+	snprintf(full, sizeof(full), "%s: %s", dset ? dset : m->key, what);
+	scf__path_msg(err, errlen, m->path, full);
 	return code;
 }
 
@@ -43,7 +46,7 @@ static int fail_file(const scf__matrix *m, int code, char *err, size_t errlen,
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	snprintf(err, errlen, "%s: %s", m->path, what);
+	scf__path_msg(err, errlen, m->path, what);
 	return code;
 }
 
@@ -138,47 +141,6 @@ const char *scf__filter_name(int id, char *buf, size_t len)
 	return buf;
 }
 
-/* Read a string attribute, fixed-length or variable-length, into buf. */
-static int read_str_attr(hid_t obj, const char *name, char *buf, size_t len)
-{
-	hid_t a, t, mt;
-	int rc = -1;
-
-	buf[0] = '\0';
-	if (H5Aexists(obj, name) <= 0)
-		return -1;
-	a = H5Aopen(obj, name, H5P_DEFAULT);
-	if (a < 0)
-		return -1;
-	t = H5Aget_type(a);
-	if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
-		if (H5Tis_variable_str(t) > 0) {
-			char *s = NULL;
-			mt = H5Tcopy(H5T_C_S1);
-			H5Tset_size(mt, H5T_VARIABLE);
-			H5Tset_cset(mt, H5Tget_cset(t));
-			if (H5Aread(a, mt, &s) >= 0 && s) {
-				snprintf(buf, len, "%s", s);
-				H5free_memory(s);
-				rc = 0;
-			}
-			H5Tclose(mt);
-		} else {
-			size_t n = H5Tget_size(t);
-			char *tmp = calloc(1, n + 1);
-			if (tmp && H5Aread(a, t, tmp) >= 0) {
-				snprintf(buf, len, "%s", tmp);
-				rc = 0;
-			}
-			free(tmp);
-		}
-	}
-	if (t >= 0)
-		H5Tclose(t);
-	H5Aclose(a);
-	return rc;
-}
-
 /* Map an HDF5 datatype to what the engine converts; little-endian only. */
 static int classify_type(hid_t t, scf__dtype *out)
 {
@@ -224,6 +186,27 @@ static int file_geom(hid_t file, int fd, scf__h5geom *g)
 	return 0;
 }
 
+/*
+ * The value of elements never written: what HDF5 (and so h5py and anndata)
+ * reads for a chunk that was never stored.  0 unless the file sets another.
+ */
+static int read_fill(const scf__matrix *m, hid_t dcpl, scf__dset *ds, char *err,
+                     size_t errlen)
+{
+	H5D_fill_value_t defined = H5D_FILL_VALUE_UNDEFINED;
+	double v = 0;
+
+	ds->fill = 0;
+	if (H5Pfill_value_defined(dcpl, &defined) < 0)
+		return fail(m, ds->name, SCF_E_CORRUPT, err, errlen, "cannot read its fill value");
+	if (defined != H5D_FILL_VALUE_USER_DEFINED)
+		return 0;
+	if (H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &v) < 0)
+		return fail(m, ds->name, SCF_E_CORRUPT, err, errlen, "cannot read its fill value");
+	ds->fill = (float)v;
+	return 0;
+}
+
 /* Storage layout, filters and extents of one open dataset. */
 static int resolve_storage(scf__matrix *m, hid_t file, int fd, hid_t d,
                            scf__dset *ds, char *err, size_t errlen)
@@ -252,6 +235,15 @@ static int resolve_storage(scf__matrix *m, hid_t file, int fd, hid_t d,
 			f->n_cd = 8;
 	}
 
+	if (H5Pget_external_count(dcpl) > 0) {
+		rc = fail(m, ds->name, SCF_E_UNSUPPORTED, err, errlen,
+		          "external storage (its elements live in other files); rewrite the "
+		          "file with contiguous or chunked storage");
+		goto out;
+	}
+	rc = read_fill(m, dcpl, ds, err, errlen);
+	if (rc < 0)
+		goto out;
 	if (layout == H5D_CONTIGUOUS) {
 		haddr_t off = H5Dget_offset(d);
 		ds->storage = SCF__CONTIGUOUS;
@@ -313,9 +305,10 @@ out:
 static int describe_dset(scf__matrix *m, hid_t file, int fd, const char *name,
                          unsigned want_rank, scf__dset *ds, char *err, size_t errlen)
 {
-	hid_t d, sp, t;
-	hsize_t dims[2] = { 0, 0 };
-	int rank, rc = 0;
+	hid_t d, t;
+	uint64_t dims[2] = { 0, 1 };
+	char why[200];
+	int rc = 0;
 
 	snprintf(ds->name, sizeof(ds->name), "%s", name);
 	htri_t there = link_exists(file, name);
@@ -327,14 +320,10 @@ static int describe_dset(scf__matrix *m, hid_t file, int fd, const char *name,
 	d = H5Dopen2(file, name, H5P_DEFAULT);
 	if (d < 0)
 		return fail(m, name, SCF_E_NOT_H5AD, err, errlen, "not a dataset");
-	sp = H5Dget_space(d);
-	rank = H5Sget_simple_extent_ndims(sp);
-	if (rank != (int)want_rank) {
-		rc = fail(m, name, SCF_E_CORRUPT, err, errlen,
-		          "has %d dimensions, expected %u", rank, want_rank);
+	if ((rc = scf__h5_dset_shape(d, want_rank, dims, why, sizeof(why))) < 0) {
+		fail(m, name, rc, err, errlen, "%s", why);
 		goto out;
 	}
-	H5Sget_simple_extent_dims(sp, dims, NULL);
 	ds->rank = want_rank;
 	ds->dims[0] = dims[0];
 	ds->dims[1] = want_rank == 2 ? dims[1] : 1;
@@ -346,9 +335,14 @@ static int describe_dset(scf__matrix *m, hid_t file, int fd, const char *name,
 		goto out;
 	}
 	H5Tclose(t);
+	H5O_info_t oi;
+	if (H5Oget_info2(d, &oi, H5O_INFO_BASIC) < 0) {
+		rc = fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot read its object header");
+		goto out;
+	}
+	ds->ohdr = m->sb_start + oi.addr;
 	rc = resolve_storage(m, file, fd, d, ds, err, errlen);
 out:
-	H5Sclose(sp);
 	H5Dclose(d);
 	return rc;
 }
@@ -357,6 +351,7 @@ out:
 int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen)
 {
 	const char *name = m->indptr_ds.name;
+	uint64_t widest = 0;
 
 	for (uint64_t r = 0; r < m->n_rows; r++) {
 		if (m->indptr[r] < 0 || m->indptr[r + 1] < m->indptr[r])
@@ -364,7 +359,13 @@ int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen)
 			            "not monotonic at row %llu (%lld then %lld)",
 			            (unsigned long long)r, (long long)m->indptr[r],
 			            (long long)m->indptr[r + 1]);
+		uint64_t len = (uint64_t)(m->indptr[r + 1] - m->indptr[r]);
+		widest = len > widest ? len : widest;
 	}
+	if (m->n_rows == 0 && m->indptr[0] < 0)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen, "starts at %lld",
+		            (long long)m->indptr[0]);
+	m->max_row_nnz = widest;
 	if ((uint64_t)m->indptr[m->n_rows] > m->data.dims[0] ||
 	    m->data.dims[0] != m->indices.dims[0])
 		return fail(m, name, SCF_E_CORRUPT, err, errlen,
@@ -393,6 +394,7 @@ static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, cha
                        size_t errlen)
 {
 	scf__dset *ds = &m->indptr_ds;
+	char why[200];
 	hid_t d;
 	int rc = describe_dset(m, file, fd, name, 1, ds, err, errlen);
 
@@ -408,14 +410,21 @@ static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, cha
 	m->nnz = m->data.dims[0]; /* until indptr says exactly */
 	if (needs_plugin(ds))
 		return 0;
-	m->indptr = malloc((m->n_rows + 1) * sizeof(int64_t));
-	if (!m->indptr)
+	d = H5Dopen2(file, name, H5P_DEFAULT);
+	if (d < 0)
+		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
+	if ((rc = scf__h5_check_backed(d, m->n_rows + 1, why, sizeof(why))) < 0) {
+		H5Dclose(d);
+		return fail(m, name, rc, err, errlen, "%s", why);
+	}
+	m->indptr = scf__alloc_array(m->n_rows + 1, sizeof(int64_t));
+	if (!m->indptr) {
+		H5Dclose(d);
 		return fail(m, name, -ENOMEM, err, errlen, "cannot allocate %llu entries",
 		            (unsigned long long)m->n_rows + 1);
-	d = H5Dopen2(file, name, H5P_DEFAULT);
-	rc = d >= 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->indptr) >= 0;
-	if (d >= 0)
-		H5Dclose(d);
+	}
+	rc = H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->indptr) >= 0;
+	H5Dclose(d);
 	if (!rc)
 		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
 	return scf__h5ad_check_indptr(m, err, errlen);
@@ -436,31 +445,98 @@ static scf__byte_range *dset_extents(const scf__dset *ds, size_t *n)
 	return e;
 }
 
+/* Append src[0..n) to the list *dst of *dn entries; 0 or -ENOMEM. */
+static int extents_add(scf__byte_range **dst, size_t *dn, const scf__byte_range *src, size_t n)
+{
+	scf__byte_range *q;
+
+	if (n == 0)
+		return 0;
+	q = realloc(*dst, (*dn + n) * sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	memcpy(q + *dn, src, n * sizeof(*q));
+	*dst = q;
+	*dn += n;
+	return 0;
+}
+
+static int cmp_extent(const void *a, const void *b)
+{
+	const scf__byte_range *x = a, *y = b;
+	return (x->addr > y->addr) - (x->addr < y->addr);
+}
+
+/* What a dataset puts in the file: its stored bytes (when asked), its
+ * chunk-index blocks and the first bytes of its object header; each range's
+ * id names the owner for messages. */
+static int dset_objects(const scf__dset *ds, uint64_t owner, int with_storage,
+                        scf__byte_range **out, size_t *n)
+{
+	scf__byte_range hdr = { ds->ohdr, 12, owner }; /* the shortest header prefix */
+	size_t ns = 0, at = *n;
+	int rc = extents_add(out, n, &hdr, 1);
+
+	if (rc == 0 && ds->storage == SCF__CHUNKED)
+		rc = extents_add(out, n, ds->chunks.meta, ds->chunks.n_meta);
+	if (rc == 0 && with_storage) {
+		scf__byte_range *e = dset_extents(ds, &ns);
+		rc = e ? extents_add(out, n, e, ns) : -ENOMEM;
+		free(e);
+	}
+	for (size_t i = at; rc == 0 && i < *n; i++)
+		(*out)[i].id = owner;
+	return rc;
+}
+
 /*
- * data and indices must not share bytes: the chunk-index reader checks each
- * dataset's chunks against each other, and this checks the two datasets
- * against each other (a damaged index could point data at indices' bytes,
- * which raw chunks would deliver as values).  Both lists are sorted and each
- * is free of overlaps, so one merge walk suffices.
+ * The stored bytes of data and indices are delivered as cells, so they must
+ * be nobody else's: not each other's, not indptr's, not an object header or
+ * chunk-index block of the three datasets, not the superblock.  (A damaged
+ * index could point a chunk at any of them; the chunk-index reader already
+ * checks each dataset against its own index.)  Both sides are sorted; a
+ * merge walk finds the first shared byte.
  */
 static int check_disjoint(const scf__matrix *m, char *err, size_t errlen)
 {
-	size_t na, nb, i, j;
-	scf__byte_range *a = dset_extents(&m->data, &na);
-	scf__byte_range *b = a ? dset_extents(&m->indices, &nb) : NULL;
-	int rc = 0;
+	const scf__dset *ds[3] = { &m->data, &m->indices, &m->indptr_ds };
+	unsigned n_ds = m->encoding == SCF__CSR ? 3 : 1;
+	scf__byte_range *other = NULL, sb = { m->sb_start, m->sb_len, 3 };
+	size_t n_other = 0;
+	int rc = extents_add(&other, &n_other, &sb, m->sb_len ? 1 : 0);
 
-	if (!a || !b)
-		rc = fail(m, NULL, -ENOMEM, err, errlen, "out of memory checking chunk extents");
-	else if (scf__extents_meet(a, na, b, nb, &i, &j))
-		rc = fail(m, m->data.name, SCF_E_CORRUPT, err, errlen,
-		          "stored bytes at %llu (%llu bytes) overlap %s's at %llu (%llu "
-		          "bytes): the chunk index points into the other dataset",
-		          (unsigned long long)a[i].addr, (unsigned long long)a[i].len,
-		          m->indices.name, (unsigned long long)b[j].addr,
-		          (unsigned long long)b[j].len);
-	free(a);
-	free(b);
+	/* indices is checked against all that, data against all that and indices */
+	for (unsigned k = 0; rc == 0 && k < n_ds; k++)
+		rc = dset_objects(ds[k], k, k == 2, &other, &n_other);
+	for (int k = n_ds > 1 ? 1 : 0; rc == 0 && k >= 0; k--) {
+		size_t na = 0, i, j;
+		scf__byte_range *a = dset_extents(ds[k], &na);
+		if (!a) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (k == 1) {
+			for (size_t x = 0; x < na; x++)
+				a[x].id = 1;
+		}
+		qsort(other, n_other, sizeof(*other), cmp_extent);
+		if (scf__extents_meet(a, na, other, n_other, &i, &j)) {
+			uint64_t o = other[j].id;
+			rc = fail(m, ds[k]->name, SCF_E_CORRUPT, err, errlen,
+			          "stored bytes at %llu (%llu bytes) overlap %s%s at %llu (%llu "
+			          "bytes): the chunk index or layout points into another object",
+			          (unsigned long long)a[i].addr, (unsigned long long)a[i].len,
+			          o == 3 ? "the superblock" : "the bytes of ", o == 3 ? "" : ds[o]->name,
+			          (unsigned long long)other[j].addr, (unsigned long long)other[j].len);
+		}
+		/* data's turn next: indices' bytes are others to it */
+		if (rc == 0 && k == 1)
+			rc = extents_add(&other, &n_other, a, na);
+		free(a);
+	}
+	if (rc == -ENOMEM)
+		fail(m, NULL, -ENOMEM, err, errlen, "out of memory checking chunk extents");
+	free(other);
 	return rc;
 }
 
@@ -468,19 +544,16 @@ static int check_disjoint(const scf__matrix *m, char *err, size_t errlen)
 static int open_csr(scf__matrix *m, hid_t file, int fd, hid_t grp, char *err,
                     size_t errlen)
 {
-	char name[256];
+	char name[256], why[200];
 	int64_t shape[2] = { -1, -1 };
-	hid_t a;
 	int rc;
 
-	if (H5Aexists(grp, "shape") <= 0 || (a = H5Aopen(grp, "shape", H5P_DEFAULT)) < 0)
+	rc = scf__h5_attr_ints(grp, "shape", shape, 2, why, sizeof(why));
+	if (rc == 0)
 		return fail(m, NULL, SCF_E_CORRUPT, err, errlen, "attribute `shape` missing");
-	hid_t sp = H5Aget_space(a);
-	hssize_t npts = H5Sget_simple_extent_npoints(sp);
-	H5Sclose(sp);
-	rc = npts == 2 ? H5Aread(a, H5T_NATIVE_INT64, shape) : -1;
-	H5Aclose(a);
-	if (rc < 0 || shape[0] < 0 || shape[1] < 0 || shape[1] > INT32_MAX)
+	if (rc < 0)
+		return fail(m, NULL, SCF_E_CORRUPT, err, errlen, "%s", why);
+	if (shape[0] < 0 || shape[1] < 0 || shape[1] > INT32_MAX)
 		return fail(m, NULL, SCF_E_CORRUPT, err, errlen,
 		            "attribute `shape` must be two sizes, columns < 2^31 (got %lld x %lld)",
 		            (long long)shape[0], (long long)shape[1]);
@@ -496,17 +569,17 @@ static int open_csr(scf__matrix *m, hid_t file, int fd, hid_t grp, char *err,
 	if (m->indices.type.cls == SCF__T_FLOAT)
 		return fail(m, name, SCF_E_CORRUPT, err, errlen,
 		            "column indices stored as %s", scf__dtype_name(m->indices.type));
-	if ((rc = check_disjoint(m, err, errlen)) < 0)
-		return rc;
 	snprintf(name, sizeof(name), "%s/indptr", m->key);
-	return load_indptr(m, file, fd, name, err, errlen);
+	if ((rc = load_indptr(m, file, fd, name, err, errlen)) < 0)
+		return rc;
+	return check_disjoint(m, err, errlen);
 }
 
 /* Find the matrix: a CSR group, or a dense 2-D dataset. */
 static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t errlen)
 {
 	H5O_info_t oi;
-	char enc[64];
+	char enc[64], why[200];
 	hid_t g;
 	int rc;
 
@@ -522,11 +595,17 @@ static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t err
 	if (oi.type == H5O_TYPE_DATASET) {
 		m->encoding = SCF__DENSE;
 		rc = describe_dset(m, file, fd, m->key, 2, &m->data, err, errlen);
+		if (rc == 0)
+			rc = check_disjoint(m, err, errlen);
 		m->n_rows = m->data.dims[0];
 		m->n_cols = m->data.dims[1];
 		m->nnz = m->n_rows * m->n_cols;
 		if (rc == 0 && m->n_cols > INT32_MAX)
 			rc = fail(m, NULL, SCF_E_UNSUPPORTED, err, errlen, "more than 2^31 columns");
+		if (rc == 0 && m->n_cols == 0 && m->n_rows > 0)
+			rc = fail(m, NULL, SCF_E_UNSUPPORTED, err, errlen, "a dense matrix of %llu "
+			          "rows and 0 columns: there is nothing to deliver",
+			          (unsigned long long)m->n_rows);
 		return rc;
 	}
 	if (oi.type != H5O_TYPE_GROUP)
@@ -534,8 +613,10 @@ static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t err
 	g = H5Gopen2(file, m->key, H5P_DEFAULT);
 	if (g < 0)
 		return fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "cannot open the group");
-	read_str_attr(g, "encoding-type", enc, sizeof(enc));
-	if (strcmp(enc, "csr_matrix") == 0) {
+	rc = scf__h5_attr_string(g, "encoding-type", enc, sizeof(enc), why, sizeof(why));
+	if (rc < 0) {
+		rc = fail(m, NULL, SCF_E_NOT_H5AD, err, errlen, "%s", why);
+	} else if (strcmp(enc, "csr_matrix") == 0) {
 		m->encoding = SCF__CSR;
 		rc = open_csr(m, file, fd, g, err, errlen);
 	} else if (strcmp(enc, "csc_matrix") == 0) {
@@ -550,22 +631,45 @@ static int open_matrix(scf__matrix *m, hid_t file, int fd, char *err, size_t err
 	return rc;
 }
 
+/* Where the superblock lies (after a user block, if any). */
+static int superblock_extent(scf__matrix *m, hid_t file, char *err, size_t errlen)
+{
+	hid_t fcpl = H5Fget_create_plist(file);
+	H5F_info2_t fi;
+	hsize_t ub = 0;
+
+	if (fcpl < 0 || H5Pget_userblock(fcpl, &ub) < 0 || H5Fget_info2(file, &fi) < 0) {
+		if (fcpl >= 0)
+			H5Pclose(fcpl);
+		return fail_file(m, SCF_E_CORRUPT, err, errlen, "cannot read the superblock");
+	}
+	H5Pclose(fcpl);
+	m->sb_start = ub;
+	m->sb_len = fi.super.super_size;
+	return 0;
+}
+
 int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
                    char *err, size_t errlen)
 {
-	H5E_auto2_t old_fn;
-	void *old_data;
+	scf__h5quiet quiet;
+	char why[300];
 	hid_t fapl, file;
 	int fd, rc;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	snprintf(m->key, sizeof(m->key), "%s", key);
+	if (strlen(path) >= sizeof(m->path))
+		return fail_file(m, -ENAMETOOLONG, err, errlen, "path longer than %zu bytes",
+		                 sizeof(m->path) - 1);
+	if (strlen(key) >= sizeof(m->key))
+		return fail_file(m, -EINVAL, err, errlen, "matrix key of %zu bytes, longer than "
+		                 "the %zu this library accepts", strlen(key), sizeof(m->key) - 1);
+	if ((rc = scf__file_check(path, why, sizeof(why))) < 0)
+		return fail_file(m, rc, err, errlen, "%s", why);
 
-	/* HDF5 prints its error stack by default; we report our own sentence. */
-	H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-
+	scf__h5_quiet(&quiet);
 	if (H5Fis_hdf5(path) <= 0) {
 		rc = fail_file(m, SCF_E_NOT_H5AD, err, errlen, "not an HDF5 file");
 		goto restore;
@@ -585,13 +689,15 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 		H5Fclose(file);
 		goto restore;
 	}
-	rc = open_matrix(m, file, fd, err, errlen);
+	rc = superblock_extent(m, file, err, errlen);
+	if (rc == 0)
+		rc = open_matrix(m, file, fd, err, errlen);
 	close(fd);
 	H5Fclose(file);
 	if (rc < 0)
 		scf__h5ad_free(m);
 restore:
-	H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
+	scf__h5_loud(&quiet);
 	return rc;
 }
 

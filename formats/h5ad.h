@@ -43,9 +43,11 @@ typedef struct scf__dset {
 	scf__dtype type;
 	int storage;            /* enum scf__storage */
 	uint64_t offset;        /* contiguous: absolute file offset of element 0 */
+	uint64_t ohdr;          /* absolute file offset of its object header */
 	scf__chunk_map chunks;  /* chunked */
 	unsigned n_filters;
 	scf__filter filter[SCF__MAX_FILTERS];
+	float fill;             /* value of elements never written (HDF5 fill value) */
 } scf__dset;
 
 enum scf__encoding { SCF__CSR = 1, SCF__DENSE = 2 };
@@ -61,9 +63,30 @@ typedef struct scf__matrix {
 	scf__dset indices;      /* CSR only */
 	scf__dset indptr_ds;    /* CSR only: where indptr lies */
 	scf__dtype indptr_type; /* as stored, for `info` */
+	uint64_t max_row_nnz;   /* CSR: most entries stored in one row (scratch sizes) */
+	uint64_t sb_start, sb_len; /* the superblock's bytes */
 } scf__matrix;
 
 /*
+ * What a described matrix guarantees to the engine, which trusts it from
+ * then on (every number below was checked here, against the file):
+ *   - path and key fit their buffers (a longer key is refused, never cut);
+ *   - path is a regular file; attributes read were scalars of their class;
+ *   - data/indices/indptr have rank 1 (dense data rank 2) and a supported
+ *     little-endian integer or float type; indices are integers;
+ *   - n_cols < 2^31, dense n_cols > 0; CSR indptr has n_rows + 1 entries,
+ *     starts >= 0, never decreases, ends inside data and indices (which have
+ *     equal lengths), and max_row_nnz is its largest step;
+ *   - contiguous storage lies inside the file; chunk maps cover the grid,
+ *     every chunk inside the file, no two sharing bytes, none inside an
+ *     index node or object header of data, indices or indptr, nor the
+ *     superblock; data's and indices' stored bytes are disjoint from each
+ *     other's and from indptr's;
+ *   - datasets read whole (indptr) were written everywhere and are no larger
+ *     than the file can hold.
+ * Column ids are not checked here (that would read every stored entry); the
+ * assembly checks each one against n_cols as it converts it.
+ *
  * Describe `key` in the .h5ad at path.  Returns 0 or a negative code with a
  * sentence naming the file, the dataset and the problem in err.
  * Filtered datasets are described (the caller decides what it can decode).

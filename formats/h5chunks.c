@@ -1540,7 +1540,9 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 		rc = scf__h5_check_overlaps(&r);
 	if (rc < 0)
 		goto free_map;
-	free(r.meta);
+	/* kept, sorted, for the caller's checks across datasets */
+	out->meta = r.meta;
+	out->n_meta = r.meta_n;
 	free(r.meta_what);
 	free(h);
 	return 0;
@@ -1558,6 +1560,9 @@ void scf__chunk_map_free(scf__chunk_map *m)
 	if (!m)
 		return;
 	free(m->chunk);
+	free(m->meta);
 	m->chunk = NULL;
+	m->meta = NULL;
 	m->n = 0;
+	m->n_meta = 0;
 }

@@ -31,6 +31,8 @@ typedef struct scf__chunk_map {
 	uint64_t grid[2];      /* chunks per dimension: ceil(dims / chunk_dims) */
 	uint64_t n;            /* grid[0] * grid[1] (grid[1] == 1 for rank 1) */
 	scf__chunk *chunk;     /* n entries, row-major over the grid */
+	struct scf__byte_range *meta; /* the object header and index blocks read, sorted */
+	uint64_t n_meta;
 } scf__chunk_map;
 
 /* Facts from the superblock and the HDF5 API the parser needs. */
@@ -63,6 +65,7 @@ typedef struct scf__byte_range {
 	uint64_t addr, len;
 	uint64_t id;
 } scf__byte_range;
+
 
 /*
  * The written chunks of m in address order (the map's order is kept when it

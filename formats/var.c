@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/checked.h"
+#include "formats/h5check.h"
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
 static uint64_t fnv(uint64_t h, const char *s)
@@ -27,12 +29,15 @@ static int hash_strings(hid_t d, uint64_t *hash, uint64_t *count)
 	hsize_t n = 0;
 	int rc = 0;
 
+	char why[200];
 	if (H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_ndims(sp) != 1)
 		goto out;
 	H5Sget_simple_extent_dims(sp, &n, NULL);
+	if (scf__h5_check_backed(d, n, why, sizeof(why)) < 0)
+		goto out; /* not a readable index: nothing to compare */
 	int vlen = H5Tis_variable_str(t) > 0;
 	size_t fixed = vlen ? 0 : H5Tget_size(t);
-	void *buf = vlen ? calloc(n ? n : 1, sizeof(char *)) : calloc(n ? n : 1, fixed + 1);
+	void *buf = vlen ? scf__calloc_array(n, sizeof(char *)) : scf__calloc_array(n, fixed + 1);
 	if (!buf) {
 		rc = -ENOMEM;
 		goto out;
@@ -61,32 +66,16 @@ out:
 	return rc;
 }
 
-/* The index dataset of var group g: named by its `_index` attribute. */
+/*
+ * The index dataset of var group g: named by its `_index` attribute, a
+ * single string (an array of them names nothing: the default is used).
+ */
 static hid_t open_index(hid_t g)
 {
-	char name[256] = "_index";
-	hid_t a, t;
+	char name[256] = "_index", why[200];
 
-	if (H5Aexists(g, "_index") > 0 && (a = H5Aopen(g, "_index", H5P_DEFAULT)) >= 0) {
-		t = H5Aget_type(a);
-		if (H5Tget_class(t) == H5T_STRING) {
-			hid_t mt = H5Tcopy(H5T_C_S1);
-			char *v = NULL;
-			if (H5Tis_variable_str(t) > 0) {
-				H5Tset_size(mt, H5T_VARIABLE);
-				if (H5Aread(a, mt, &v) >= 0 && v) {
-					snprintf(name, sizeof(name), "%s", v);
-					H5free_memory(v);
-				}
-			} else if (H5Tget_size(t) < sizeof(name)) {
-				H5Tset_size(mt, sizeof(name));
-				H5Aread(a, mt, name);
-			}
-			H5Tclose(mt);
-		}
-		H5Tclose(t);
-		H5Aclose(a);
-	}
+	if (scf__h5_attr_string(g, "_index", name, sizeof(name), why, sizeof(why)) <= 0)
+		snprintf(name, sizeof(name), "_index");
 	if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
 		return -1;
 	return H5Dopen2(g, name, H5P_DEFAULT);
@@ -95,13 +84,11 @@ static hid_t open_index(hid_t g)
 int scf__var_hash(const char *path, const char *key, uint64_t *hash, uint64_t *n)
 {
 	const char *gname = strcmp(key, "raw/X") == 0 ? "raw/var" : "var";
-	H5E_auto2_t old_fn;
-	void *old_data;
+	scf__h5quiet quiet;
 	hid_t file, g, d;
 	int rc = 0;
 
-	H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	scf__h5_quiet(&quiet);
 	file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (file >= 0) {
 		if (H5Lexists(file, gname, H5P_DEFAULT) > 0 &&
@@ -114,6 +101,6 @@ int scf__var_hash(const char *path, const char *key, uint64_t *hash, uint64_t *n
 		}
 		H5Fclose(file);
 	}
-	H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
+	scf__h5_loud(&quiet);
 	return rc;
 }

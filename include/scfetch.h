@@ -130,8 +130,9 @@ typedef struct scf_options {
 	                               UINT32_MAX = never merge */
 	uint32_t threads;           /* assembly/decode threads, 1..256, default online cores */
 	scf_allocator allocator;    /* all NULL = built-in pinned allocator */
-	const char *const *obs;     /* obs columns delivered with each row (categorical
-	                               or integer), e.g. {"cell_type"}; at most 64 */
+	const char *const *obs;     /* obs columns delivered with each row (categorical,
+	                               integer, boolean or float), e.g. {"cell_type"};
+	                               at most 64 */
 	uint32_t n_obs;             /* entries in obs */
 	uint32_t n_columns;         /* entries in columns */
 	const int32_t *columns;     /* deliver only these genes (var indices), in this
@@ -140,12 +141,30 @@ typedef struct scf_options {
 	                               train split; NULL: all rows */
 	uint64_t n_indices;
 	const double *weights;      /* BLOCK_WEIGHTED: one weight >= 0 per row, or per
-	                               entry of indices when given */
-	uint64_t total_size;        /* weighted strategies: rows per epoch (default: as
-	                               many as there are rows to sample from) */
-	const char *balance_obs;    /* CLASS_BALANCED: the obs column of the classes */
+	                               entry of indices when given: n_weights entries */
+	uint64_t total_size;        /* weighted strategies: rows per epoch, at most
+	                               SCF_MAX_TOTAL_SIZE (default: as many as there are
+	                               rows to sample from) */
+	const char *balance_obs;    /* CLASS_BALANCED: the obs column of the classes
+	                               (categorical: code -1 is never drawn; integer:
+	                               every value is a class) */
+	uint64_t n_weights;         /* entries in weights: must equal n_indices when
+	                               indices are given, else the number of rows
+	                               (-EINVAL otherwise).  Callers built against a
+	                               header without this field are trusted. */
 	uint64_t reserved[8];       /* must be 0 */
 } scf_options;
+
+/* Largest total_size: 2^40 rows drawn per epoch. */
+#define SCF_MAX_TOTAL_SIZE (1ULL << 40)
+
+/* Kinds of obs column (scf_obs_kind). */
+#define SCF_HAVE_OBS_VALUES 1
+enum scf_obs_kind {
+	SCF_OBS_CATEGORICAL = 0, /* codes into scf_obs_categories(); -1 missing */
+	SCF_OBS_INT = 1,         /* integer or boolean values, int64 without loss */
+	SCF_OBS_FLOAT = 2        /* float32/float64 values, as float64 */
+};
 
 /* A minibatch.  Every pointer stays valid until scf_release(). */
 typedef struct scf_batch {
@@ -159,10 +178,18 @@ typedef struct scf_batch {
 	uint32_t epoch;       /* epoch this batch belongs to */
 	uint32_t output;      /* enum scf_output */
 	uint64_t index;       /* batch number within this rank's epoch */
-	int32_t *obs;         /* n_rows x n_obs codes of the requested obs columns,
-	                         row-major (-1: missing); NULL when n_obs is 0 */
+	int32_t *obs;         /* n_rows x n_obs, row-major: categorical codes (-1:
+	                         missing) and integer values when every value of the
+	                         column fits in int32; INT32_MIN for other integer
+	                         columns and for float columns (read obs_values);
+	                         NULL when n_obs is 0 */
 	uint32_t n_obs;
 	uint32_t _pad;
+	int64_t *obs_values;  /* n_rows x n_obs, row-major, every kind without loss:
+	                         the code (SCF_OBS_CATEGORICAL), the value
+	                         (SCF_OBS_INT), or the IEEE-754 binary64 bits of the
+	                         value (SCF_OBS_FLOAT: memcpy into a double); NULL
+	                         when n_obs is 0 */
 } scf_batch;
 
 typedef struct scf_loader scf_loader;
@@ -235,8 +262,15 @@ SCF_API int scf_row_locate(const scf_loader *l, uint64_t row, uint32_t *file,
  */
 SCF_API int scf_next(scf_loader *l, scf_batch **out);
 
-/* Give a batch's buffers back.  Accepts NULL. */
-SCF_API void scf_release(scf_loader *l, scf_batch *b);
+/*
+ * Give a batch's buffers back.  Accepts NULL (returns 0).  Each batch from
+ * scf_next() must be released once: releasing one that is not held (twice,
+ * or a pointer that is no batch of this loader) changes nothing, returns
+ * -EINVAL and says so in scf_errmsg().  A batch pointer released and then
+ * handed out again by scf_next() is a new batch: a stale second release of
+ * it cannot be told from the release of the new one.
+ */
+SCF_API int scf_release(scf_loader *l, scf_batch *b);
 
 /*
  * Restart the stream at the beginning of `epoch` (e.g. from a training
@@ -251,10 +285,13 @@ SCF_API void scf_stats_get(scf_loader *l, scf_stats *out);
 /*
  * Category names of requested obs column `column` (index into
  * scf_options.obs): *names[code] is the label of a code.  For an integer
- * column *names is NULL and *n 0.  Valid until scf_close().
+ * or float column *names is NULL and *n 0.  Valid until scf_close().
  */
 SCF_API int scf_obs_categories(const scf_loader *l, uint32_t column,
                                const char *const **names, uint64_t *n);
+
+/* Kind (enum scf_obs_kind) of requested obs column `column`. */
+SCF_API int scf_obs_kind(const scf_loader *l, uint32_t column, uint32_t *kind);
 
 /*
  * Where a stream stands, to resume a job killed mid-epoch exactly where it

@@ -199,6 +199,10 @@ static int seq_open(seqsrc *q, const suite_cfg *c, int want_obs, char *err, size
 		if (scf__obs_load(&q->obs, c->path, c->obs_col, q->m.n_rows, err, len) < 0)
 			return -1;
 		q->have_obs = 1;
+		if (q->obs.kind != SCF__OBS_CATEGORICAL) {
+			snprintf(err, len, "%s: obs/%s is not categorical", c->path, c->obs_col);
+			return -1;
+		}
 	}
 	return 0;
 }

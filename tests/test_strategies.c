@@ -90,6 +90,7 @@ Test(strategies, weighted_with_replacement_follows_the_weights)
 	scf_options o = base();
 	o.strategy = SCF_STRATEGY_BLOCK_WEIGHTED;
 	o.weights = w;
+	o.n_weights = ref.n_rows;
 	o.total_size = 5000;
 	uint64_t total;
 	uint64_t *c = counts(o, 4, &total);
@@ -114,6 +115,7 @@ Test(strategies, weighted_without_replacement_has_no_repeats)
 	o.strategy = SCF_STRATEGY_BLOCK_WEIGHTED;
 	o.flags = SCF_F_NO_REPLACEMENT;
 	o.weights = w;
+	o.n_weights = ref.n_rows;
 	o.total_size = 1500;
 	uint64_t total;
 	uint64_t *c = counts(o, 1, &total);

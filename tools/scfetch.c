@@ -516,6 +516,13 @@ static int cmd_tune(int argc, char **argv)
 		fprintf(stderr, "scfetch: %s\n", err);
 		return 1;
 	}
+	if (col.kind != SCF__OBS_CATEGORICAL) {
+		fprintf(stderr, "scfetch: %s: obs/%s is not categorical; --label needs a "
+		        "categorical column\n", path, label);
+		scf__obs_free(&col);
+		scf__h5ad_free(&m);
+		return 1;
+	}
 	uint64_t n_rows = m.n_rows, ncat = col.n_categories;
 	scf__h5ad_free(&m);
 	for (uint64_t r = 0; r < n_rows; r++)

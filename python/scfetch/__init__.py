@@ -162,10 +162,14 @@ class Batch:
     ``data`` (float32, nnz).  Dense output: ``data`` is float32
     (n_rows, n_cols) and ``indptr``/``indices`` are None.  Always:
     ``row_ids`` (uint64, the rows' global ids), ``obs`` (int32
-    (n_rows, n_obs) codes, -1 missing; None without obs columns),
+    (n_rows, n_obs): categorical codes, -1 missing, and integer values that
+    fit in int32; INT32_MIN for other columns; None without obs columns),
+    ``obs_values`` ({column: 1-D array of n_rows, without loss: int32 codes
+    of a categorical column, int64 values of an integer or boolean column,
+    float64 values of a float column}; {} without obs columns),
     ``obs_names`` and ``obs_categories`` ({column: [label, ...] or None for
-    an integer column}), ``epoch``, ``index`` (batch number in this rank's
-    epoch).
+    an integer or float column}), ``epoch``, ``index`` (batch number in this
+    rank's epoch).
 
     The buffer is given back when this object and every view taken from it
     are gone; ``release()`` (or leaving ``with batch:``) drops this object's
@@ -175,8 +179,8 @@ class Batch:
     """
 
     __slots__ = ("n_rows", "n_cols", "nnz", "epoch", "index", "output", "indptr",
-                 "indices", "data", "row_ids", "obs", "obs_names", "obs_categories", "path",
-                 "_lease")
+                 "indices", "data", "row_ids", "obs", "obs_values", "obs_names",
+                 "obs_categories", "path", "_lease")
 
     def __init__(self, loader, engine, bp):
         b = bp.contents
@@ -195,6 +199,15 @@ class Batch:
         self.row_ids = _view(b.row_ids, ctypes.c_uint64, np.uint64, n, lease)
         self.obs = (_view(b.obs, ctypes.c_int32, np.int32, n * b.n_obs, lease).reshape(n, b.n_obs)
                     if b.n_obs else None)
+        self.obs_values = {}
+        if b.n_obs:
+            words = _view(b.obs_values, ctypes.c_int64, np.int64, n * b.n_obs,
+                          lease).reshape(n, b.n_obs)
+            for i, (name, kind) in enumerate(loader.obs_kinds.items()):
+                col = words[:, i]
+                self.obs_values[name] = (col.astype(np.int32) if kind == "categorical"
+                                         else col.view(np.float64) if kind == "float"
+                                         else col)
         self.obs_names = loader.obs_names
         self.obs_categories = loader.obs_categories
         self.path = loader.path
@@ -206,6 +219,7 @@ class Batch:
         last of them."""
         self._lease = None
         self.indptr = self.indices = self.data = self.row_ids = self.obs = None
+        self.obs_values = {}
 
     def __enter__(self):
         return self
@@ -301,19 +315,47 @@ def _choice(name, table, value):
     return table[value]
 
 
+def _exact_ints(name, values, lo, hi):
+    """values as a 1-D integer array, each in [lo, hi]: floats with a
+    fraction, bools and out-of-range values are errors, never truncated or
+    wrapped."""
+    import numpy as np
+    a = np.asarray(values)
+    if a.ndim != 1:
+        a = a.reshape(-1)
+    if a.size == 0:
+        return a.astype(np.int64)
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or np.any(a != np.floor(a)):
+            raise ValueError(f"scfetch: {name} must be integers, got {a.dtype} values with "
+                             "a fraction (or not finite)")
+    elif a.dtype.kind not in "iu":
+        raise ValueError(f"scfetch: {name} must be integers, not {a.dtype}")
+    if a.dtype.kind == "u":
+        bad = a > hi
+    else:
+        bad = (a < lo) | (a > hi) if a.dtype.kind == "i" else (a < lo) | (a > float(hi))
+    if np.any(bad):
+        v = a[np.argmax(bad)]
+        raise ValueError(f"scfetch: {name} holds {v}, outside [{lo}, {hi}]")
+    return a if a.dtype.kind in "iu" else a.astype(np.int64 if hi < 2**63 else np.uint64)
+
+
 def _selection(o, indices, weights, total_size, balance_obs, columns):
     """Put the sampling and column options into o; returns the buffers that
     must stay alive while scf_open reads them."""
     import numpy as np
     keep = []
     if indices is not None:
-        idx = np.ascontiguousarray(indices, dtype=np.uint64)
+        idx = np.ascontiguousarray(_exact_ints("indices", indices, 0, 2**64 - 1),
+                                   dtype=np.uint64)
         o.indices = idx.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))
         o.n_indices = idx.size
         keep.append(idx)
     if weights is not None:
-        w = np.ascontiguousarray(weights, dtype=np.float64)
+        w = np.ascontiguousarray(weights, dtype=np.float64).ravel()
         o.weights = w.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        o.n_weights = w.size  # the engine checks it against the rows sampled
         keep.append(w)
     if total_size is not None:
         o.total_size = int(total_size)
@@ -322,7 +364,7 @@ def _selection(o, indices, weights, total_size, balance_obs, columns):
         o.balance_obs = b
         keep.append(b)
     if columns is not None:
-        c = np.ascontiguousarray(columns, dtype=np.int32)
+        c = np.ascontiguousarray(_exact_ints("columns", columns, 0, 2**31 - 1), dtype=np.int32)
         o.columns = c.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
         o.n_columns = c.size
         keep.append(c)
@@ -441,6 +483,7 @@ class Loader:
         self._epoch = int(epoch)
         self._mid_epoch = False
         self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
+        self.obs_kinds = {name: self._kind(i) for i, name in enumerate(self.obs_names)}
 
     def locate(self, row):
         """(file index, row in that file) of global row id ``row``."""
@@ -466,6 +509,13 @@ class Loader:
             raise ValueError("scfetch: operation on a closed Loader (or one inherited "
                              "across fork(): open a Loader in each process)")
         return self._engine.ptr
+
+    def _kind(self, column):
+        k = ctypes.c_uint32()
+        rc = _lib.scf_obs_kind(self._ptr(), column, ctypes.byref(k))
+        if rc < 0:
+            raise Error(rc, f"{self.path}: obs column {self.obs_names[column]}")
+        return {0: "categorical", 1: "int", 2: "float"}[k.value]
 
     def _categories(self, column):
         names = ctypes.POINTER(ctypes.c_char_p)()

@@ -47,7 +47,7 @@ class scf_options(Structure):
         ("obs", POINTER(c_char_p)), ("n_obs", c_uint32), ("n_columns", c_uint32),
         ("columns", POINTER(c_int32)), ("indices", POINTER(c_uint64)),
         ("n_indices", c_uint64), ("weights", POINTER(c_double)), ("total_size", c_uint64),
-        ("balance_obs", c_char_p),
+        ("balance_obs", c_char_p), ("n_weights", c_uint64),
         ("reserved", c_uint64 * 8),
     ]
 
@@ -65,6 +65,7 @@ class scf_batch(Structure):
         ("indptr", c_void_p), ("indices", c_void_p), ("data", c_void_p),
         ("row_ids", c_void_p), ("epoch", c_uint32), ("output", c_uint32),
         ("index", c_uint64), ("obs", c_void_p), ("n_obs", c_uint32), ("_pad", c_uint32),
+        ("obs_values", c_void_p),
     ]
 
 
@@ -106,12 +107,13 @@ def _declare(lib):
                                   POINTER(c_uint64)]),
         "scf_row_locate": (c_int, [L, c_uint64, POINTER(c_uint32), POINTER(c_uint64)]),
         "scf_next": (c_int, [L, POINTER(POINTER(scf_batch))]),
-        "scf_release": (None, [L, POINTER(scf_batch)]),
+        "scf_release": (c_int, [L, POINTER(scf_batch)]),
         "scf_set_epoch": (c_int, [L, c_uint32]),
         "scf_info_get": (c_int, [L, POINTER(scf_info)]),
         "scf_stats_get": (None, [L, POINTER(scf_stats)]),
         "scf_obs_categories": (c_int, [L, c_uint32, POINTER(POINTER(c_char_p)),
                                        POINTER(c_uint64)]),
+        "scf_obs_kind": (c_int, [L, c_uint32, POINTER(c_uint32)]),
         "scf_errmsg": (c_char_p, [L]),
         "scf_state_save": (c_int, [L, POINTER(scf_state)]),
         "scf_state_load": (c_int, [L, POINTER(scf_state)]),
