@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -74,8 +75,15 @@ static int why_unopenable(const scf__matrix *m, char *err, size_t errlen)
 		for (unsigned i = 0; at && i < 8; i++)
 			eof |= (uint64_t)sb[at + i] << (8 * i);
 	}
+	/* HDF5 takes a shared lock to read; a writer elsewhere holds it exclusively */
+	int locked = fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
 	if (fd >= 0)
 		close(fd);
+	if (locked)
+		return fail_file(m, -EBUSY, err, errlen, "HDF5 cannot open the file: another "
+		                 "process holds it open for writing (HDF5's file lock; e.g. h5py "
+		                 "or anndata in mode 'r+' or 'a'); open it read-only there, close "
+		                 "it, or set HDF5_USE_FILE_LOCKING=FALSE if nothing writes it");
 	if (fd >= 0 && got >= 0 && got < (ssize_t)sizeof(sb))
 		return fail_file(m, SCF_E_NOT_H5AD, err, errlen, "not an HDF5 file: %zd bytes, "
 		                 "shorter than a superblock", got);
@@ -675,13 +683,16 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 		goto restore;
 	}
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
-	H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+	H5Pset_fclose_degree(fapl, H5F_CLOSE_DEFAULT);
 	file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
 	H5Pclose(fapl);
 	if (file < 0) {
 		rc = why_unopenable(m, err, errlen);
 		goto restore;
 	}
+	/* H5F_CLOSE_DEFAULT: a file the process has open already (h5py, backed
+	 * anndata) is shared, whatever close degree that open chose; every
+	 * object opened here is closed before H5Fclose. */
 	/* The chunk-index reader's own descriptor: small unaligned preads, cached. */
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
