@@ -150,18 +150,30 @@ void scf__sampler_free(scf__sampler *s)
 	s->cum = s->keys = NULL;
 }
 
-/* Ranks deal fetches round-robin; a rank's share is split among workers. */
+/*
+ * Ranks deal fetches round-robin; a rank's share is split among workers.
+ * Even ranks: whole rounds of full fetches are dealt as usual; what is left
+ * (the last round, short of a fetch per rank) is cut into world_size equal
+ * runs of whole batches, one more fetch per rank, so every rank gets
+ * floor(rows / (world_size * batch_size)) batches and fewer than
+ * world_size * batch_size rows are dropped.
+ */
 static void assign_fetches(scf__sampler *s)
 {
 	const scf__sampler_cfg *c = &s->c;
-	uint64_t f = s->n_fetches;
+	uint64_t f = s->n_fetches, fs = scf__sampler_fetch_rows(s);
 
+	s->rounds = 0;
+	s->tail_share = 0;
 	if (c->even_ranks) {
-		/* only full fetches, as many as divide evenly among the ranks */
-		uint64_t full = s->seq_len / scf__sampler_fetch_rows(s);
-		f = full / c->world_size * c->world_size;
+		uint64_t w = c->world_size;
+		s->rounds = s->seq_len / fs / w;
+		uint64_t left = s->seq_len - s->rounds * w * fs;
+		s->tail_share = left / (w * c->batch_size) * c->batch_size;
+		f = s->rounds * w; /* the tail share is counted per rank below */
 	}
 	uint64_t mine = f > c->rank ? (f - c->rank + c->world_size - 1) / c->world_size : 0;
+	mine += s->tail_share > 0;
 	uint64_t lo = mine * c->worker / c->num_workers;
 	uint64_t hi = mine * (c->worker + 1) / c->num_workers;
 
@@ -310,15 +322,31 @@ static void sort_rows(uint64_t *rows, uint64_t n)
 	}
 }
 
+/* Fetch number f (among all ranks) and the positions of this rank's j-th fetch. */
+static void rank_fetch(const scf__sampler *s, uint64_t j, uint64_t *f, uint64_t *p0,
+                       uint64_t *n)
+{
+	const scf__sampler_cfg *c = &s->c;
+	uint64_t fs = scf__sampler_fetch_rows(s), w = c->world_size;
+
+	if (c->even_ranks && j == s->rounds) { /* this rank's run of the last round */
+		*f = s->rounds * w + c->rank;
+		*p0 = s->rounds * w * fs + c->rank * s->tail_share;
+		*n = s->tail_share;
+		return;
+	}
+	*f = c->rank + w * j;
+	*p0 = *f * fs;
+	*n = *p0 + fs < s->seq_len ? fs : s->seq_len - *p0;
+}
+
 void scf__sampler_fetch(const scf__sampler *s, uint64_t k, scf__fetch_order *o)
 {
 	const scf__sampler_cfg *c = &s->c;
-	uint64_t fs = scf__sampler_fetch_rows(s);
-	uint64_t f = c->rank + (uint64_t)c->world_size * (s->my_first + k);
-	uint64_t p0 = f * fs, p1 = p0 + fs < s->seq_len ? p0 + fs : s->seq_len;
+	uint64_t f, p0;
 
+	rank_fetch(s, s->my_first + k, &f, &p0, &o->n);
 	o->global_id = f;
-	o->n = p1 - p0;
 	for (uint64_t i = 0; i < o->n; i++)
 		o->rows[i] = row_at(s, p0 + i);
 	sort_rows(o->rows, o->n);
@@ -342,12 +370,11 @@ void scf__sampler_fetch(const scf__sampler *s, uint64_t k, scf__fetch_order *o)
 
 void scf__sampler_counts(const scf__sampler *s, uint64_t *batches, uint64_t *rows)
 {
-	uint64_t fs = scf__sampler_fetch_rows(s), b = 0, r = 0;
+	uint64_t b = 0, r = 0, f, p0, n;
 	uint64_t bs = s->c.batch_size;
 
 	for (uint64_t k = 0; k < s->my_count; k++) {
-		uint64_t f = s->c.rank + (uint64_t)s->c.world_size * (s->my_first + k);
-		uint64_t p0 = f * fs, n = p0 + fs < s->seq_len ? fs : s->seq_len - p0;
+		rank_fetch(s, s->my_first + k, &f, &p0, &n);
 		if (s->c.drop_last)
 			n -= n % bs;
 		b += (n + bs - 1) / bs;

@@ -52,6 +52,8 @@ typedef struct scf__sampler {
 	uint64_t n_fetches;     /* fetches in the epoch (all ranks) */
 	uint64_t my_first;      /* index of this worker's first fetch among the rank's */
 	uint64_t my_count;      /* fetches this rank/worker reads per epoch */
+	uint64_t rounds;        /* even ranks: whole rounds of full fetches */
+	uint64_t tail_share;    /* even ranks: rows of each rank's run of the rest */
 } scf__sampler;
 
 /* One fetch, as the planner and the assembly stage use it. */

@@ -291,23 +291,43 @@ Test(strategies, kill_and_resume_equals_an_uninterrupted_epoch)
 
 Test(strategies, even_ranks_get_equal_batch_counts)
 {
-	uint64_t batches[3];
-	for (uint32_t r = 0; r < 3; r++) {
-		scf_options o = base();
-		o.flags = SCF_F_EVEN_RANKS;
-		o.rank = r;
-		o.world_size = 3;
-		char err[512];
-		scf_loader *l;
-		scf_info info;
-		cr_assert_eq(scf_open(&l, path, &o, err, sizeof(err)), 0, "%s", err);
-		scf_info_get(l, &info);
-		batches[r] = info.batches_per_epoch;
-		scf_close(l);
+	/* 2000 rows, batches of 16, fetches of 64 rows, with 1 to 5 ranks and 1
+	 * or 2 workers: every rank delivers floor(2000 / (W * 16)) full batches,
+	 * ranks are disjoint, and fewer than W * 16 rows are dropped */
+	for (uint32_t w = 1; w <= 5; w++) {
+		for (uint32_t nw = 1; nw <= 2; nw++) {
+			uint8_t *seen = calloc(ref.n_rows, 1);
+			uint64_t want = ref.n_rows / (w * 16), seen_rows = 0;
+			for (uint32_t r = 0; r < w; r++) {
+				uint64_t batches = 0;
+				for (uint32_t k = 0; k < nw; k++) {
+					scf_options o = base();
+					o.flags = SCF_F_EVEN_RANKS;
+					o.rank = r;
+					o.world_size = w;
+					o.worker = k;
+					o.num_workers = nw;
+					uint64_t total;
+					uint64_t *c = counts(o, 1, &total);
+					cr_assert_eq(total % 16, 0, "rank %u: short batch", r);
+					batches += total / 16;
+					for (uint64_t i = 0; i < ref.n_rows; i++) {
+						cr_assert(c[i] <= 1 && !(c[i] && seen[i]),
+						          "W=%u: row %lu twice", w, (unsigned long)i);
+						seen[i] |= c[i] != 0;
+						seen_rows += c[i];
+					}
+					free(c);
+				}
+				cr_assert_eq(batches, want, "W=%u workers=%u rank %u: %lu batches, "
+				             "%lu possible", w, nw, r, (unsigned long)batches,
+				             (unsigned long)want);
+			}
+			cr_assert_gt(seen_rows + w * 16, ref.n_rows, "W=%u: %lu of %lu rows kept",
+			             w, (unsigned long)seen_rows, (unsigned long)ref.n_rows);
+			free(seen);
+		}
 	}
-	cr_assert_eq(batches[0], batches[1]);
-	cr_assert_eq(batches[1], batches[2]);
-	cr_assert_gt(batches[0], 0);
 }
 
 Test(strategies, seeded_split)
