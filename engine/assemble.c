@@ -5,6 +5,7 @@
 #include "engine/assemble.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,38 @@ static void place_rows(const scf__asm_cfg *cfg, const scf__plan *p,
 	}
 }
 
+/*
+ * The value transforms a model would apply on its side: library-size
+ * normalisation (the row's factor, from all its stored values, before column
+ * selection) and log1p.  Done here, in the decode threads, the row is hot in
+ * cache and the consumer's thread does nothing.
+ */
+static float row_factor(const scf__asm_cfg *cfg, const float *v, uint64_t n)
+{
+	double sum = 0;
+
+	if (!(cfg->target_sum > 0))
+		return 1.0f;
+	for (uint64_t i = 0; i < n; i++)
+		sum += v[i];
+	return sum != 0 ? (float)(cfg->target_sum / sum) : 1.0f;
+}
+
+static void transform(const scf__asm_cfg *cfg, float *v, uint64_t n, float factor)
+{
+	if (factor != 1.0f)
+		for (uint64_t i = 0; i < n; i++)
+			v[i] *= factor;
+	if (cfg->log1p)
+		for (uint64_t i = 0; i < n; i++)
+			v[i] = log1pf(v[i]);
+}
+
+static int transforming(const scf__asm_cfg *cfg)
+{
+	return cfg->target_sum > 0 || cfg->log1p;
+}
+
 /* Keep the selected columns of a CSR row, renumbered; returns entries kept. */
 static uint64_t select_entries(const int32_t *map, int32_t *idx, float *val, uint64_t n)
 {
@@ -387,25 +420,35 @@ static int csr_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, uin
 
 	if (n < 0 || gather_idx(a, k, sc->idx, row) < 0)
 		return -1;
+	float f = row_factor(cfg, sc->vals, (uint64_t)n);
 	memset(out, 0, cfg->n_out_cols * sizeof(float));
 	for (int64_t i = 0; i < n; i++) {
 		int32_t to = cfg->col_map ? cfg->col_map[sc->idx[i]] : sc->idx[i];
 		if (to >= 0)
 			out[to] += sc->vals[i];
 	}
+	if (transforming(cfg))
+		transform(cfg, out, cfg->n_out_cols, f);
 	return 0;
 }
 
 /* One row of a dense file into its dense output row. */
 static int dense_row_to_dense(asm_ctx *a, const scf__asm_cfg *cfg, uint64_t k, float *out)
 {
-	if (!cfg->col_map)
-		return gather_vals(a, k, out) < 0 ? -1 : 0;
+	if (!cfg->col_map) {
+		if (gather_vals(a, k, out) < 0)
+			return -1;
+		if (transforming(cfg))
+			transform(cfg, out, cfg->n_cols, row_factor(cfg, out, cfg->n_cols));
+		return 0;
+	}
 	if (gather_vals(a, k, a->sc->vals) < 0)
 		return -1;
 	for (uint64_t c = 0; c < cfg->n_cols; c++)
 		if (cfg->col_map[c] >= 0)
 			out[cfg->col_map[c]] = a->sc->vals[c];
+	if (transforming(cfg))
+		transform(cfg, out, cfg->n_out_cols, row_factor(cfg, a->sc->vals, cfg->n_cols));
 	return 0;
 }
 
@@ -429,14 +472,20 @@ static int scatter_rows(asm_ctx *a, const scf__asm_cfg *cfg, const scf__fetch_or
 		} else if (dense_file) {
 			if (gather_vals(a, k, sc->vals) < 0)
 				return -1;
+			float f = row_factor(cfg, sc->vals, cfg->n_cols);
 			sc->row_len[pos] = dense_to_csr(cfg, sc->vals, indices + off, data + off);
+			if (transforming(cfg))
+				transform(cfg, data + off, sc->row_len[pos], f);
 		} else {
 			if (gather_idx(a, k, indices + off, o->rows[k]) < 0 ||
 			    gather_vals(a, k, data + off) < 0)
 				return -1;
+			float f = row_factor(cfg, data + off, sc->row_len[pos]);
 			if (cfg->col_map)
 				sc->row_len[pos] = select_entries(cfg->col_map, indices + off, data + off,
 				                                  sc->row_len[pos]);
+			if (transforming(cfg))
+				transform(cfg, data + off, sc->row_len[pos], f);
 		}
 	}
 	return 0;

@@ -58,6 +58,8 @@ typedef struct scf__asm_cfg {
 	const int32_t *col_map;  /* column selection: n_cols entries, -1 dropped; or NULL */
 	uint64_t n_cols;         /* columns of every file */
 	uint64_t n_out_cols;     /* columns delivered */
+	double target_sum;       /* > 0: rows scaled to sum to this */
+	int log1p;               /* values become log(1 + x) */
 } scf__asm_cfg;
 
 /* Arena bytes a fetch needs for its batches. */

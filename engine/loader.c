@@ -106,6 +106,9 @@ static int resolve_options(scf_options *o, const scf_options *in, const char *pa
 	BOUND(threads, 1, 256);
 	BOUND(n_obs, 0, 64);
 	BOUND(total_size, 0, SCF_MAX_TOTAL_SIZE);
+	if (!(o->normalize_total >= 0) || o->normalize_total > 1e30)
+		return bad_option(errbuf, errlen, path, "normalize_total = %g; a target sum "
+		                  "> 0 (or 0 for none)", o->normalize_total);
 	if (strlen(o->matrix) >= sizeof(((scf_loader *)0)->matrix_key))
 		return bad_option(errbuf, errlen, path, "matrix key of %zu bytes, longer than "
 		                  "the %zu this library accepts", strlen(o->matrix),
@@ -496,7 +499,9 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 	l->acfg = (scf__asm_cfg){ .fs = &l->files, .obs = l->obs, .n_obs = l->n_obs,
 	                          .batch_size = l->o.batch_size, .output = (int)l->o.output,
 	                          .col_map = l->col_map, .n_cols = l->n_cols,
-	                          .n_out_cols = l->col_map ? l->o.n_columns : l->n_cols };
+	                          .n_out_cols = l->col_map ? l->o.n_columns : l->n_cols,
+	                          .target_sum = l->o.normalize_total,
+	                          .log1p = !!(l->o.flags & SCF_F_LOG1P) };
 	rc = init_sampler(l);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,

@@ -86,7 +86,9 @@ enum scf_output {
 #define SCF_F_EVEN_RANKS (1u << 4) /* every rank gets the same number of batches: the
                                       epoch's last fetches that cannot be dealt
                                       evenly (and a short last fetch) are dropped */
-#define SCF_F__ALL      ((1u << 5) - 1)
+#define SCF_F_LOG1P     (1u << 5) /* deliver log(1 + x) of every value (after
+                                      normalize_total when both are set) */
+#define SCF_F__ALL      ((1u << 6) - 1)
 
 /*
  * Allocator for output buffers, so that a framework can supply page-locked
@@ -152,6 +154,11 @@ typedef struct scf_options {
 	                               indices are given, else the number of rows
 	                               (-EINVAL otherwise).  Callers built against a
 	                               header without this field are trusted. */
+	double normalize_total;     /* > 0: scale each row so that its values sum to
+	                               this (library-size normalisation, e.g. 1e4),
+	                               summed over all genes before column selection;
+	                               rows summing to 0 stay 0.  Done in the decode
+	                               threads, with SCF_F_LOG1P after it. */
 	uint64_t reserved[8];       /* must be 0 */
 } scf_options;
 
