@@ -526,9 +526,11 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 		rc = -ENOMEM;
 		goto fail_slots;
 	}
-	rc = scf__uring_init(&l->u, l->fds, l->n_files, l->o.queue_depth);
+	rc = scf__io_init(&l->io, l->fds, l->n_files, l->o.queue_depth,
+	                  !!(l->o.flags & SCF_F_PREAD));
 	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: cannot set up io_uring: %s", path, strerror(-rc));
+		snprintf(errbuf, errlen, "%s: cannot set up reads (%s): %s", path, l->io.why,
+		         strerror(-rc));
 		goto fail_workers;
 	}
 	pthread_mutex_init(&l->mu, NULL);
@@ -545,7 +547,7 @@ fail_sync:
 	pthread_cond_destroy(&l->cv_work);
 	pthread_cond_destroy(&l->cv_ready);
 	pthread_mutex_destroy(&l->mu);
-	scf__uring_exit(&l->u);
+	scf__io_exit(&l->io);
 fail_workers:
 	free(l->workers);
 fail_slots:
@@ -755,7 +757,7 @@ int scf_release(scf_loader *l, scf_batch *b)
 		         l->name, l->matrix_key);
 	pthread_mutex_unlock(&l->mu);
 	if (wake)
-		scf__uring_wake(&l->u);
+		scf__io_wake(&l->io);
 	return rc;
 }
 
@@ -911,11 +913,16 @@ void scf_stats_get(scf_loader *l, scf_stats *out)
 {
 	pthread_mutex_lock(&l->mu);
 	*out = l->st;
-	out->reads_submitted = __atomic_load_n(&l->u.reads_submitted, __ATOMIC_RELAXED);
-	out->reads_requeued = __atomic_load_n(&l->u.reads_requeued, __ATOMIC_RELAXED);
+	out->reads_submitted = __atomic_load_n(&l->io.reads_submitted, __ATOMIC_RELAXED);
+	out->reads_requeued = __atomic_load_n(&l->io.reads_requeued, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&l->mu);
 	out->pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
 	out->direct = (uint32_t)l->direct;
+}
+
+const char *scf_io_backend(const scf_loader *l)
+{
+	return l ? l->io.why : "";
 }
 
 const char *scf_errmsg(const scf_loader *l)
@@ -928,7 +935,7 @@ void scf_close(scf_loader *l)
 	if (!l)
 		return;
 	scf__pipeline_stop(l);
-	scf__uring_exit(&l->u);
+	scf__io_exit(&l->io);
 	pthread_cond_destroy(&l->cv_work);
 	pthread_cond_destroy(&l->cv_ready);
 	pthread_mutex_destroy(&l->mu);

@@ -14,7 +14,7 @@
 #include "engine/pinned.h"
 #include "engine/plan.h"
 #include "engine/sampler.h"
-#include "engine/uring.h"
+#include "engine/io.h"
 #include "formats/h5ad.h"
 #include "scfetch.h"
 
@@ -74,7 +74,7 @@ struct scf_loader {
 	scf__asm_cfg acfg;
 	scf__sampler smp;          /* I/O thread */
 	scf__plan_cfg pcfg;
-	scf__uring u;              /* I/O thread */
+	scf__io io;                /* the read backend: I/O thread */
 	scf__pinned pin;
 
 	pthread_mutex_t mu;

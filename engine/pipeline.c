@@ -235,7 +235,7 @@ static void queue_reads(scf_loader *l, scf__slot **reading, unsigned *n_reading)
 
 	for (unsigned i = 0; i < *n_reading; i++) {
 		scf__slot *s = reading[i];
-		while (s->next_req < s->n_req && scf__uring_queue(&l->u, &s->req[s->next_req]) == 0)
+		while (s->next_req < s->n_req && scf__io_queue(&l->io, &s->req[s->next_req]) == 0)
 			s->next_req++;
 		if (s->next_req < s->n_req)
 			reading[keep++] = s;
@@ -253,25 +253,25 @@ static void *io_main(void *arg)
 	while (!stop) {
 		start_fetches(l, reading, &n_reading);
 		queue_reads(l, reading, &n_reading);
-		int rc = scf__uring_submit(&l->u, 1);
+		int rc = scf__io_submit(&l->io, 1);
 		if (rc < 0 && rc != -EBUSY && rc != -ETIME) {
 			char msg[300];
-			snprintf(msg, sizeof(msg), "%s: io_uring submit failed: %s", l->name,
+			snprintf(msg, sizeof(msg), "%s: submitting reads failed: %s", l->name,
 			         strerror(-rc));
 			pthread_mutex_lock(&l->mu);
 			scf__set_error(l, l->prod_seq, rc, msg);
 			pthread_mutex_unlock(&l->mu);
 		}
-		scf__uring_reap(&l->u, on_read_done, l);
+		scf__io_reap(&l->io, on_read_done, l);
 		pthread_mutex_lock(&l->mu);
 		stop = l->stop;
 		pthread_mutex_unlock(&l->mu);
 	}
 	/* The kernel still writes into staging: wait for every read to land. */
-	while (l->u.inflight > 0) {
-		if (scf__uring_submit(&l->u, 1) < 0)
+	while (l->io.inflight > 0) {
+		if (scf__io_submit(&l->io, 1) < 0)
 			break;
-		scf__uring_reap(&l->u, on_read_done, l);
+		scf__io_reap(&l->io, on_read_done, l);
 	}
 	return NULL;
 }
@@ -322,7 +322,7 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		pthread_cond_broadcast(&l->cv_ready);
 	}
 	pthread_mutex_unlock(&l->mu);
-	scf__uring_wake(&l->u); /* a staging buffer is free: the next fetch can start */
+	scf__io_wake(&l->io); /* a staging buffer is free: the next fetch can start */
 }
 
 static void *work_main(void *arg)
@@ -384,7 +384,7 @@ int scf__pipeline_start(scf_loader *l)
 		l->stop = 1;
 		pthread_cond_broadcast(&l->cv_work);
 		pthread_mutex_unlock(&l->mu);
-		scf__uring_wake(&l->u);
+		scf__io_wake(&l->io);
 		pthread_join(l->io_thread, NULL);
 		for (i = 0; i < started; i++)
 			pthread_join(l->workers[i], NULL);
@@ -402,7 +402,7 @@ void scf__pipeline_stop(scf_loader *l)
 	l->stop = 1;
 	pthread_cond_broadcast(&l->cv_work);
 	pthread_mutex_unlock(&l->mu);
-	scf__uring_wake(&l->u);
+	scf__io_wake(&l->io);
 	pthread_join(l->io_thread, NULL);
 	for (unsigned i = 0; i < l->n_workers; i++)
 		pthread_join(l->workers[i], NULL);

@@ -1,11 +1,16 @@
 /*
- * engine/uring — reads through io_uring with retries and a wake-up channel.
- * Thread: the loader's I/O thread, except scf__uring_wake().
+ * engine/uring — the io_uring backend: one ring per loader, serving every
+ * file of a collection, registered as fixed files (index = file number),
+ * and a wake-up eventfd polled on the same ring so that one wait covers
+ * both completions and consumer events.
+ * Thread: the loader's I/O thread, except uring_wake().
  */
-#include "engine/uring.h"
+#include "engine/io.h"
 
 #include <errno.h>
+#include <liburing.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -16,10 +21,17 @@
 
 #include "formats/faults.h" /* last: may wrap malloc in test builds */
 
-#define WAKE_TAG ((void *)&scf__uring_wake)
+typedef struct uring {
+	struct io_uring ring;
+	int fixed;        /* 1 if the files are registered */
+	int wake_fd;      /* eventfd written by other threads */
+	uint64_t wake_buf;
+} uring;
+
+#define WAKE_TAG ((void *)&scf__io_uring_ops)
 
 /* Arm a one-shot poll on the eventfd; re-armed each time it fires. */
-static int arm_wake(scf__uring *u)
+static int arm_wake(uring *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
@@ -27,76 +39,77 @@ static int arm_wake(scf__uring *u)
 		return -EBUSY;
 	io_uring_prep_poll_add(sqe, u->wake_fd, POLLIN);
 	io_uring_sqe_set_data(sqe, WAKE_TAG);
-	u->queued++;
 	return 0;
 }
 
-int scf__uring_init(scf__uring *u, const int *fds, unsigned n_fds, unsigned depth)
+static int uring_init(scf__io *io)
 {
 	struct io_uring_params p;
+	uring *u = calloc(1, sizeof(*u));
 	int rc;
 
-	memset(u, 0, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
 	memset(&p, 0, sizeof(p));
 	/* CQ twice the SQ: completions can never outnumber what we submit. */
 	p.flags = IORING_SETUP_CQSIZE;
-	p.cq_entries = depth * 2;
-	u->depth = depth;
-	u->fds = fds;
-	u->n_fds = n_fds;
+	p.cq_entries = io->depth * 2;
 	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (u->wake_fd < 0)
-		return -errno;
-	rc = io_uring_queue_init_params(depth, &u->ring, &p);
+	if (u->wake_fd < 0) {
+		rc = -errno;
+		free(u);
+		return rc;
+	}
+	rc = io_uring_queue_init_params(io->depth, &u->ring, &p);
 	if (rc < 0)
 		goto fail_efd;
-	u->depth = p.sq_entries;
+	io->depth = p.sq_entries;
 	/* Registered files save a reference count per read; plain fds still work. */
-	if (io_uring_register_files(&u->ring, fds, n_fds) == 0)
+	if (io_uring_register_files(&u->ring, io->fds, io->n_fds) == 0)
 		u->fixed = 1;
 	rc = arm_wake(u);
 	if (rc < 0)
 		goto fail_ring;
+	io->impl = u;
+	io->queued = 1; /* the poll */
 	return 0;
 fail_ring:
 	io_uring_queue_exit(&u->ring);
 fail_efd:
 	close(u->wake_fd);
+	free(u);
 	return rc;
 }
 
-void scf__uring_exit(scf__uring *u)
+static void uring_exit(scf__io *io)
 {
+	uring *u = io->impl;
+
+	if (!u)
+		return;
 	io_uring_queue_exit(&u->ring);
 	close(u->wake_fd);
+	free(u);
+	io->impl = NULL;
 }
 
-unsigned scf__uring_room(const scf__uring *u)
+static int uring_queue(scf__io *io, scf__ioreq *rq)
 {
-	/* Reads in flight are bounded by the SQ size so the CQ never overflows. */
-	unsigned used = u->inflight + u->queued + 1;
-	return used >= u->depth ? 0 : u->depth - used;
-}
+	uring *u = io->impl;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
-int scf__uring_queue(scf__uring *u, scf__ioreq *rq)
-{
-	struct io_uring_sqe *sqe;
-
-	if (scf__uring_room(u) == 0 || !(sqe = io_uring_get_sqe(&u->ring)))
+	if (!sqe)
 		return -EBUSY;
 #ifdef SCF_SANITIZE_ADDRESS
 	/* The kernel's writes bypass ASan: check the target before it goes out. */
 	if (__asan_region_is_poisoned(rq->buf + rq->done, rq->len - rq->done))
 		__builtin_trap();
 #endif
-	io_uring_prep_read(sqe, u->fixed ? (int)rq->file : u->fds[rq->file], rq->buf + rq->done,
+	io_uring_prep_read(sqe, u->fixed ? (int)rq->file : io->fds[rq->file], rq->buf + rq->done,
 	                   rq->len - rq->done, rq->file_off + rq->done);
 	if (u->fixed)
 		sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, rq);
-	u->queued++;
-	u->inflight++;
-	__atomic_fetch_add(&u->reads_submitted, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -107,8 +120,9 @@ int scf__uring_queue(scf__uring *u, scf__ioreq *rq)
  * io_uring_enter for a call that never blocks and keeps its global lock
  * through it, so the decode workers could never run under it.
  */
-int scf__uring_submit(scf__uring *u, int wait)
+static int uring_submit(scf__io *io, int wait)
 {
+	uring *u = io->impl;
 	struct pollfd pfd = { .fd = u->ring.ring_fd, .events = POLLIN };
 	int rc;
 
@@ -117,7 +131,7 @@ int scf__uring_submit(scf__uring *u, int wait)
 	} while (rc == -EINTR);
 	if (rc < 0)
 		return rc;
-	u->queued = 0;
+	io->queued = 0;
 	while (wait && io_uring_cq_ready(&u->ring) == 0) {
 		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
 			return -errno;
@@ -129,43 +143,9 @@ int scf__uring_submit(scf__uring *u, int wait)
 	return 0;
 }
 
-/* Decide what a completion means for its read. */
-static void complete_read(scf__uring *u, scf__ioreq *rq, int res,
-                          scf__read_done_fn done, void *ctx)
+static int uring_reap(scf__io *io, scf__read_done_fn done, void *ctx)
 {
-	u->inflight--;
-	res = SCF__FAULT_READ(rq->file, rq->file_off + rq->done, rq->len - rq->done, res);
-	if (res == -EAGAIN || res == -EINTR) {
-		rq->requeued++;
-		__atomic_fetch_add(&u->reads_requeued, 1, __ATOMIC_RELAXED);
-		goto again;
-	}
-	if (res < 0) {
-		done(ctx, rq, res);
-		return;
-	}
-	rq->done += (uint32_t)res;
-	if (rq->done >= rq->need || rq->done == rq->len) {
-		done(ctx, rq, (int)rq->done);
-		return;
-	}
-	if (res == 0) { /* end of file before the bytes we need: truncated */
-		done(ctx, rq, -ENODATA);
-		return;
-	}
-	rq->requeued++;
-	__atomic_fetch_add(&u->reads_requeued, 1, __ATOMIC_RELAXED);
-again:
-	if (scf__uring_queue(u, rq) < 0) {
-		/* No SQE right now: submit what is queued and try once more. */
-		scf__uring_submit(u, 0);
-		if (scf__uring_queue(u, rq) < 0)
-			done(ctx, rq, -EBUSY);
-	}
-}
-
-int scf__uring_reap(scf__uring *u, scf__read_done_fn done, void *ctx)
-{
+	uring *u = io->impl;
 	struct io_uring_cqe *cqe;
 	unsigned head;
 	int wakes = 0;
@@ -186,18 +166,30 @@ int scf__uring_reap(scf__uring *u, scf__read_done_fn done, void *ctx)
 				ssize_t r = read(u->wake_fd, &u->wake_buf, sizeof(u->wake_buf));
 				(void)r;
 				wakes++;
-				arm_wake(u);
+				if (arm_wake(u) == 0)
+					io->queued++;
 				continue;
 			}
-			complete_read(u, batch[i].data, batch[i].res, done, ctx);
+			scf__io_completed(io, batch[i].data, batch[i].res, done, ctx);
 		}
 	} while (nb == 64);
 	return wakes;
 }
 
-void scf__uring_wake(scf__uring *u)
+static void uring_wake(scf__io *io)
 {
+	uring *u = io->impl;
 	uint64_t one = 1;
 	ssize_t r = write(u->wake_fd, &one, sizeof(one));
 	(void)r;
 }
+
+const scf__io_ops scf__io_uring_ops = {
+	.name = "io_uring",
+	.init = uring_init,
+	.exit = uring_exit,
+	.queue = uring_queue,
+	.submit = uring_submit,
+	.reap = uring_reap,
+	.wake = uring_wake,
+};

@@ -88,7 +88,11 @@ enum scf_output {
                                       evenly (and a short last fetch) are dropped */
 #define SCF_F_LOG1P     (1u << 5) /* deliver log(1 + x) of every value (after
                                       normalize_total when both are set) */
-#define SCF_F__ALL      ((1u << 6) - 1)
+#define SCF_F_PREAD     (1u << 6) /* read with a small pool of pread() threads instead
+                                      of io_uring (chosen anyway, and said so by
+                                      scf_io_backend(), when io_uring is refused;
+                                      also SCFETCH_IO=pread in the environment) */
+#define SCF_F__ALL      ((1u << 7) - 1)
 
 /*
  * Allocator for output buffers, so that a framework can supply page-locked
@@ -327,6 +331,13 @@ SCF_API int scf_state_load(scf_loader *l, const scf_state *st);
  */
 SCF_API int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_parts,
                       uint32_t *part_of_row);
+
+/*
+ * The read backend in use and why: "io_uring", or "pread threads (io_uring
+ * refused: Operation not permitted)", "pread threads (asked for)".  Valid
+ * until scf_close().
+ */
+SCF_API const char *scf_io_backend(const scf_loader *l);
 
 /* The sentence describing the last error, or "" when none. */
 SCF_API const char *scf_errmsg(const scf_loader *l);
