@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 void *scf__alloc_array(uint64_t n, size_t size)
 {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/checked.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 #define NOT_DELIVERED UINT32_MAX
 
@@ -460,9 +460,9 @@ static int scatter_rows(asm_ctx *a, const scf__asm_cfg *cfg, const scf__fetch_or
 
 	for (uint64_t k = 0; k < o->n; k++) {
 		uint32_t pos = sc->pos_of[k];
-		uint64_t off = sc->out_off[pos];
 		if (pos == NOT_DELIVERED)
-			continue;
+			continue; /* cut by drop_last: read for its neighbours, never placed */
+		uint64_t off = sc->out_off[pos];
 		int dense_file = cfg->fs->m[a->p->rfile[k]].encoding == SCF__DENSE;
 		if (cfg->output == SCF_OUTPUT_DENSE) {
 			float *row = data + (uint64_t)pos * cfg->n_out_cols;

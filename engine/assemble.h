@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/filters.h"
+#include "common/codecs.h"
 #include "engine/plan.h"
 #include "engine/sampler.h"
 #include "formats/h5ad.h"

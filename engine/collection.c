@@ -6,7 +6,6 @@
  * follow the order of the list.  Thread: the caller of scf_open_collection().
  */
 #include "engine/loader.h"
-#include "engine/filters.h"
 #include "formats/var.h"
 #include "common/checked.h"
 #include "formats/h5check.h"
@@ -17,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* Open for O_DIRECT unless told otherwise or the filesystem refuses it. */
 static int open_file(const char *path, int want_direct, int *fd, int *direct, char *errbuf,
@@ -44,154 +43,6 @@ static int open_file(const char *path, int want_direct, int *fd, int *direct, ch
 		if (errbuf)
 			scf__path_msg(errbuf, errlen, path, why);
 		return -e;
-	}
-	return 0;
-}
-
-/* pread all of it, or fail: short reads continue, end of file is an error. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : SCF_E_CORRUPT;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-/* Integers of any stored width to int64. */
-static void ints_to_i64(int64_t *dst, const uint8_t *src, uint64_t n, scf__dtype t)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		const uint8_t *p = src + i * t.size;
-		uint64_t u = 0;
-		memcpy(&u, p, t.size);
-		if (t.cls == SCF__T_INT && t.size < 8 && (u >> (t.size * 8 - 1)))
-			u |= ~0ULL << (t.size * 8); /* sign-extend */
-		dst[i] = (int64_t)u;
-	}
-}
-
-/* One stored chunk of indptr, decoded into `out` (chunk_bytes long). */
-static int indptr_chunk(int fd, const scf__dset *ds, uint64_t c, scf__filter_ctx *fx,
-                        uint8_t **in, size_t *in_cap, uint8_t *out, size_t chunk_bytes,
-                        char *why, size_t wlen)
-{
-	const scf__chunk *ch = &ds->chunks.chunk[c];
-	int rc;
-
-	if (ch->addr == SCF__CHUNK_UNALLOCATED) {
-		snprintf(why, wlen, "chunk %llu was never written", (unsigned long long)c);
-		return SCF_E_CORRUPT;
-	}
-	if (ch->size > *in_cap) {
-		uint8_t *q = realloc(*in, ch->size);
-		if (!q)
-			return -ENOMEM;
-		*in = q;
-		*in_cap = ch->size;
-	}
-	rc = pread_full(fd, *in, ch->size, ch->addr);
-	if (rc < 0) {
-		snprintf(why, wlen, "chunk %llu cannot be read: %s", (unsigned long long)c,
-		         scf_strerror(rc));
-		return rc;
-	}
-	rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch->filter_mask, ds->type.size,
-	                        *in, ch->size, out, chunk_bytes, why, wlen);
-	return rc;
-}
-
-/*
- * indptr whose filters HDF5 has no plugin for (lzf, zstd): read and decode
- * it with the engine's own decoders, once, at open.
- */
-static int load_indptr_raw(scf__matrix *m, const char *path, char *errbuf, size_t errlen)
-{
-	const scf__dset *ds = &m->indptr_ds;
-	uint64_t n = m->n_rows + 1, cd = ds->chunks.chunk_dims[0];
-	size_t chunk_bytes = scf__chunk_bytes(ds), in_cap = 0;
-	uint8_t *in = NULL, *out = malloc(chunk_bytes);
-	scf__filter_ctx *fx = scf__filter_ctx_new();
-	char why[300] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
-
-	m->indptr = scf__alloc_array(n, sizeof(int64_t));
-	if (fd < 0 || !out || !fx || !m->indptr || ds->storage != SCF__CHUNKED) {
-		rc = fd < 0 ? -errno : ds->storage != SCF__CHUNKED ? SCF_E_CORRUPT : -ENOMEM;
-		snprintf(why, sizeof(why), "cannot be loaded: %s", scf_strerror(rc));
-	}
-	for (uint64_t c = 0; rc == 0 && c * cd < n; c++) {
-		uint64_t k = (c + 1) * cd < n ? cd : n - c * cd;
-		rc = indptr_chunk(fd, ds, c, fx, &in, &in_cap, out, chunk_bytes, why, sizeof(why));
-		if (rc == 0)
-			ints_to_i64(m->indptr + c * cd, out, k, ds->type);
-	}
-	if (fd >= 0)
-		close(fd);
-	scf__filter_ctx_free(fx);
-	free(in);
-	free(out);
-	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: %s: %s", path, ds->name, why);
-		return rc;
-	}
-	return scf__h5ad_check_indptr(m, errbuf, errlen);
-}
-
-/* What the engine cannot read gets a clear refusal at open. */
-static int check_readable(const scf__matrix *m, char *errbuf, size_t errlen)
-{
-	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
-	char name[32];
-
-	for (int i = 0; i < 2 && ds[i]; i++) {
-		for (unsigned f = 0; f < ds[i]->n_filters; f++) {
-			if (scf__filter_supported(ds[i]->filter[f].id))
-				continue;
-			snprintf(errbuf, errlen, "%s: %s: uses %s (HDF5 filter id %d), which the "
-			         "engine cannot decode; supported: deflate, shuffle, fletcher32, "
-			         "lzf, zstd", m->path, ds[i]->name,
-			         scf__filter_name(ds[i]->filter[f].id, name, sizeof(name)),
-			         ds[i]->filter[f].id);
-			return SCF_E_UNSUPPORTED;
-		}
-	}
-	if (m->encoding == SCF__CSR) {
-		for (unsigned f = 0; f < m->indptr_ds.n_filters; f++) {
-			if (!m->indptr && !scf__filter_supported(m->indptr_ds.filter[f].id)) {
-				snprintf(errbuf, errlen, "%s: %s: uses %s, which neither HDF5 nor the "
-				         "engine can decode", m->path, m->indptr_ds.name,
-				         scf__filter_name(m->indptr_ds.filter[f].id, name, sizeof(name)));
-				return SCF_E_UNSUPPORTED;
-			}
-		}
-	}
-	return 0;
-}
-
-/* Every chunk holding part of a row must exist. */
-static int check_chunks_written(const scf__matrix *m, char *errbuf, size_t errlen)
-{
-	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
-
-	for (int i = 0; i < 2 && ds[i]; i++) {
-		if (m->encoding != SCF__CSR || ds[i]->storage != SCF__CHUNKED)
-			continue;
-		const scf__chunk_map *cm = &ds[i]->chunks;
-		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
-		                cm->chunk_dims[0];
-		for (uint64_t c = (uint64_t)m->indptr[0] / cm->chunk_dims[0]; c < used && c < cm->n; c++) {
-			if (cm->chunk[c].addr == SCF__CHUNK_UNALLOCATED) {
-				snprintf(errbuf, errlen, "%s: %s: chunk %llu holds stored entries "
-				         "but was never written", m->path, ds[i]->name,
-				         (unsigned long long)c);
-				return SCF_E_CORRUPT;
-			}
-		}
 	}
 	return 0;
 }
@@ -247,12 +98,6 @@ static int open_one(scf_loader *l, uint32_t f, const char *path, char *errbuf, s
 	l->direct &= direct;
 	l->any_direct |= direct;
 	rc = scf__h5ad_open(m, path, l->matrix_key, errbuf, errlen);
-	if (rc == 0)
-		rc = check_readable(m, errbuf, errlen);
-	if (rc == 0 && m->encoding == SCF__CSR && !m->indptr)
-		rc = load_indptr_raw(m, path, errbuf, errlen);
-	if (rc == 0)
-		rc = check_chunks_written(m, errbuf, errlen);
 	if (rc == 0 && f > 0)
 		rc = check_width(l, f, errbuf, errlen);
 	return rc;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 int scf__io_init(scf__io *io, const int *fds, unsigned n_fds, unsigned depth, int want_pread)
 {

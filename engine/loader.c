@@ -4,7 +4,7 @@
  * loader); it meets the pipeline only under l->mu.
  */
 #include "engine/loader.h"
-#include "engine/filters.h"
+#include "common/codecs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,21 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "common/checked.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 unsigned scf_version(void)
 {
 	return SCF_VERSION_NUMBER;
-}
-
-const char *scf_strerror(int code)
-{
-	switch (code) {
-#define SCF__ERR_TEXT(name, num, text) case -(num): return text;
-	SCF_ERRNO_MAP(SCF__ERR_TEXT)
-#undef SCF__ERR_TEXT
-	}
-	return code < 0 ? strerror(-code) : "success";
 }
 
 static int bad_option(char *errbuf, size_t errlen, const char *path, const char *fmt, ...)

@@ -5,7 +5,7 @@
 #include "engine/pinned.h"
 
 #include <sys/mman.h>
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 void scf__pinned_init(scf__pinned *pa, const scf_allocator *user, int try_lock)
 {

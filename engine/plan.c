@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "scfetch.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 void scf__plan_init(scf__plan *p)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/checked.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* splitmix64: turns any seed into well-mixed state words. */
 static uint64_t splitmix64(uint64_t *x)

@@ -19,7 +19,7 @@
 #include "scfetch.h"
 #include "common/checked.h"
 #include "formats/h5check.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* Every message names the file and the dataset; this keeps that uniform. */
 static int fail(const scf__matrix *m, const char *dset, int code, char *err,
@@ -130,23 +130,6 @@ const char *scf__dtype_name(scf__dtype t)
 	int i = t.size == 1 ? 0 : t.size == 2 ? 1 : t.size == 4 ? 2 : 3;
 
 	return t.cls <= SCF__T_FLOAT ? names[t.cls][i] : "unknown";
-}
-
-const char *scf__filter_name(int id, char *buf, size_t len)
-{
-	switch (id) {
-	case 1: return "deflate";
-	case 2: return "shuffle";
-	case 3: return "fletcher32";
-	case 4: return "szip";
-	case 5: return "nbit";
-	case 6: return "scaleoffset";
-	case 32000: return "lzf";
-	case 32001: return "blosc";
-	case 32015: return "zstd";
-	}
-	snprintf(buf, len, "filter %d", id);
-	return buf;
 }
 
 /* Map an HDF5 datatype to what the engine converts; little-endian only. */
@@ -355,8 +338,8 @@ out:
 	return rc;
 }
 
-/* Load indptr whole and check it describes rows inside data/indices. */
-int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen)
+/* Check a loaded indptr describes rows inside data/indices; set nnz and the widest row. */
+static int check_indptr(scf__matrix *m, char *err, size_t errlen)
 {
 	const char *name = m->indptr_ds.name;
 	uint64_t widest = 0;
@@ -384,25 +367,15 @@ int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* True when some filter of ds is one this HDF5 library cannot apply. */
-static int needs_plugin(const scf__dset *ds)
-{
-	for (unsigned i = 0; i < ds->n_filters; i++)
-		if (H5Zfilter_avail((H5Z_filter_t)ds->filter[i].id) <= 0)
-			return 1;
-	return 0;
-}
-
 /*
- * Load indptr whole with H5Dread.  When HDF5 lacks one of its filters (lzf
- * or zstd without plugins), leave it to the engine's own decoders: indptr
- * stays NULL and indptr_ds describes where it lies.
+ * Load indptr whole with scfetch's own reader (formats/indptr.c), after
+ * checking it was written and fits the file, then check what it says.
  */
 static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, char *err,
                        size_t errlen)
 {
 	scf__dset *ds = &m->indptr_ds;
-	char why[200];
+	char why[300];
 	hid_t d;
 	int rc = describe_dset(m, file, fd, name, 1, ds, err, errlen);
 
@@ -415,27 +388,59 @@ static int load_indptr(scf__matrix *m, hid_t file, int fd, const char *name, cha
 		return fail(m, name, SCF_E_CORRUPT, err, errlen,
 		            "has %llu entries but shape says %llu rows (expected rows + 1)",
 		            (unsigned long long)ds->dims[0], (unsigned long long)m->n_rows);
-	m->nnz = m->data.dims[0]; /* until indptr says exactly */
-	if (needs_plugin(ds))
-		return 0;
 	d = H5Dopen2(file, name, H5P_DEFAULT);
 	if (d < 0)
-		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
-	if ((rc = scf__h5_check_backed(d, m->n_rows + 1, why, sizeof(why))) < 0) {
-		H5Dclose(d);
+		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be opened");
+	rc = scf__h5_check_backed(d, m->n_rows + 1, why, sizeof(why));
+	H5Dclose(d);
+	if (rc < 0)
 		return fail(m, name, rc, err, errlen, "%s", why);
-	}
 	m->indptr = scf__alloc_array(m->n_rows + 1, sizeof(int64_t));
-	if (!m->indptr) {
-		H5Dclose(d);
+	if (!m->indptr)
 		return fail(m, name, -ENOMEM, err, errlen, "cannot allocate %llu entries",
 		            (unsigned long long)m->n_rows + 1);
+	why[0] = '\0';
+	rc = scf__indptr_read(ds, fd, m->n_rows + 1, m->indptr, why, sizeof(why));
+	if (rc < 0)
+		return fail(m, name, rc, err, errlen, "%s", why[0] ? why : scf_strerror(rc));
+	return check_indptr(m, err, errlen);
+}
+
+/* What the engine cannot decode gets a clear refusal at open. */
+static int check_decodable(const scf__matrix *m, char *err, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+	char name[32];
+
+	for (int i = 0; i < 2 && ds[i]; i++)
+		for (unsigned f = 0; f < ds[i]->n_filters; f++)
+			if (!scf__filter_supported(ds[i]->filter[f].id))
+				return fail(m, ds[i]->name, SCF_E_UNSUPPORTED, err, errlen,
+				            "uses %s (HDF5 filter id %d), which the engine cannot "
+				            "decode; supported: deflate, shuffle, fletcher32, lzf, zstd",
+				            scf__filter_name(ds[i]->filter[f].id, name, sizeof(name)),
+				            ds[i]->filter[f].id);
+	return 0;
+}
+
+/* Every chunk holding part of a stored entry must exist. */
+static int check_chunks_written(const scf__matrix *m, char *err, size_t errlen)
+{
+	const scf__dset *ds[2] = { &m->data, &m->indices };
+
+	for (int i = 0; i < 2 && m->encoding == SCF__CSR; i++) {
+		if (ds[i]->storage != SCF__CHUNKED)
+			continue;
+		const scf__chunk_map *cm = &ds[i]->chunks;
+		uint64_t used = ((uint64_t)m->indptr[m->n_rows] + cm->chunk_dims[0] - 1) /
+		                cm->chunk_dims[0];
+		for (uint64_t c = (uint64_t)m->indptr[0] / cm->chunk_dims[0]; c < used && c < cm->n; c++)
+			if (cm->chunk[c].addr == SCF__CHUNK_UNALLOCATED)
+				return fail(m, ds[i]->name, SCF_E_CORRUPT, err, errlen, "chunk %llu "
+				            "holds stored entries but was never written",
+				            (unsigned long long)c);
 	}
-	rc = H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->indptr) >= 0;
-	H5Dclose(d);
-	if (!rc)
-		return fail(m, name, SCF_E_CORRUPT, err, errlen, "cannot be read");
-	return scf__h5ad_check_indptr(m, err, errlen);
+	return 0;
 }
 
 /* A dataset's stored extents in address order: one for contiguous storage. */
@@ -580,6 +585,8 @@ static int open_csr(scf__matrix *m, hid_t file, int fd, hid_t grp, char *err,
 	snprintf(name, sizeof(name), "%s/indptr", m->key);
 	if ((rc = load_indptr(m, file, fd, name, err, errlen)) < 0)
 		return rc;
+	if ((rc = check_chunks_written(m, err, errlen)) < 0)
+		return rc;
 	return check_disjoint(m, err, errlen);
 }
 
@@ -703,6 +710,8 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 	rc = superblock_extent(m, file, err, errlen);
 	if (rc == 0)
 		rc = open_matrix(m, file, fd, err, errlen);
+	if (rc == 0)
+		rc = check_decodable(m, err, errlen);
 	close(fd);
 	H5Fclose(file);
 	if (rc < 0)

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/codecs.h"
 #include "formats/h5chunks.h"
 
 /* Element type of a stored dataset, as the engine converts it. */
@@ -26,14 +27,6 @@ typedef struct scf__dtype {
 
 enum scf__storage { SCF__CONTIGUOUS = 1, SCF__CHUNKED = 2 };
 
-#define SCF__MAX_FILTERS 8
-
-typedef struct scf__filter {
-	int id;              /* HDF5 filter id: 1 deflate, 2 shuffle, 3 fletcher32, ... */
-	unsigned flags;      /* H5Z_FLAG_OPTIONAL ... */
-	size_t n_cd;         /* client data values used */
-	unsigned cd[8];
-} scf__filter;
 
 /* One HDF5 dataset resolved to file extents. */
 typedef struct scf__dset {
@@ -57,8 +50,7 @@ typedef struct scf__matrix {
 	char key[128];          /* "X", "layers/counts" */
 	int encoding;           /* enum scf__encoding */
 	uint64_t n_rows, n_cols, nnz;
-	int64_t *indptr;        /* CSR: n_rows + 1, checked monotonic, ends at nnz;
-	                           NULL when HDF5 cannot decode it (see indptr_ds) */
+	int64_t *indptr;        /* CSR: n_rows + 1, checked monotonic, ends at nnz */
 	scf__dset data;         /* CSR data, or the dense 2-D dataset */
 	scf__dset indices;      /* CSR only */
 	scf__dset indptr_ds;    /* CSR only: where indptr lies */
@@ -96,11 +88,11 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 void scf__h5ad_free(scf__matrix *m);
 
 /*
- * Check a freshly loaded indptr (monotonic, inside data and indices) and set
- * nnz.  For the engine, which loads indptr itself when HDF5 has no plugin
- * for its filters.
+ * formats/indptr: the n entries of a described 1-D integer dataset (indptr)
+ * into out, read with pread and the codecs.  0 or a code + reason in why.
  */
-int scf__h5ad_check_indptr(scf__matrix *m, char *err, size_t errlen);
+int scf__indptr_read(const scf__dset *ds, int fd, uint64_t n, int64_t *out, char *why,
+                     size_t wlen);
 
 /* Byte length of element range [first, first+count) when stored contiguously. */
 static inline uint64_t scf__dtype_bytes(scf__dtype t, uint64_t count)
@@ -110,7 +102,5 @@ static inline uint64_t scf__dtype_bytes(scf__dtype t, uint64_t count)
 
 /* Readable name of a type ("float32", "int64"), for messages and `info`. */
 const char *scf__dtype_name(scf__dtype t);
-/* Readable name of an HDF5 filter id ("deflate", "zstd", "filter 307"). */
-const char *scf__filter_name(int id, char *buf, size_t len);
 
 #endif

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "scfetch.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* deflate's best ratio is about 1032:1; anything declaring more is a lie. */
 #define SCF__MAX_RATIO 1100u

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 #define SCF__H5_MAX_BLOCK   (16u << 20) /* largest object header block we accept */
 #define SCF__H5_MAX_CONT    256         /* continuation blocks per object header */

@@ -13,7 +13,7 @@
 #include "scfetch.h"
 #include "common/checked.h"
 #include "formats/h5check.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* A 1-D dataset of n_rows entries, written, of a plausible size: opened, or < 0. */
 static hid_t open_column(hid_t loc, const char *dname, uint64_t n_rows, int *rc, char *why,

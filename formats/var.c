@@ -11,7 +11,7 @@
 
 #include "common/checked.h"
 #include "formats/h5check.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
 
 static uint64_t fnv(uint64_t h, const char *s)
 {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/filters.h"
+#include "common/codecs.h"
 #include "fuzz/fuzz.h"
 #include "scfetch.h"
 

@@ -14,7 +14,7 @@
 #include <libdeflate.h>
 #include <zstd.h>
 
-#include "engine/filters.h"
+#include "common/codecs.h"
 
 #define CHUNK_ELEMS 65536
 #define N_CHUNKS 16 /* distinct chunks, cycled, so one is not decoded from cache */

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/faults.h"
+#include "common/faults.h"
 #include "scfetch.h"
 #include "tests/fixtures.h"
 

@@ -21,7 +21,7 @@
 #include <libdeflate.h>
 #include <zstd.h>
 
-#include "engine/filters.h"
+#include "common/codecs.h"
 #include "scfetch.h"
 #include "tests/fixtures.h"
 

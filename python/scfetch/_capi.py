@@ -23,6 +23,8 @@ F_BUFFERED = 1 << 1
 F_NO_PIN = 1 << 2
 F_NO_REPLACEMENT = 1 << 3
 F_EVEN_RANKS = 1 << 4
+F_LOG1P = 1 << 5
+F_PREAD = 1 << 6
 
 # SCF_E_*: returned negated, beside the errno values.
 E_CORRUPT, E_UNSUPPORTED, E_NOT_H5AD, E_BUFFERS_HELD = 4001, 4002, 4003, 4004
@@ -47,7 +49,7 @@ class scf_options(Structure):
         ("obs", POINTER(c_char_p)), ("n_obs", c_uint32), ("n_columns", c_uint32),
         ("columns", POINTER(c_int32)), ("indices", POINTER(c_uint64)),
         ("n_indices", c_uint64), ("weights", POINTER(c_double)), ("total_size", c_uint64),
-        ("balance_obs", c_char_p), ("n_weights", c_uint64),
+        ("balance_obs", c_char_p), ("n_weights", c_uint64), ("normalize_total", c_double),
         ("reserved", c_uint64 * 8),
     ]
 

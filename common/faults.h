@@ -1,13 +1,13 @@
 /*
- * formats/faults — fault injection for the tests, compiled in only when
+ * common/faults — fault injection for the tests, compiled in only when
  * SCF_FAULT_INJECTION is defined (the test build of the library; never the
  * shipped one).  Every allocation of the library goes through these
  * wrappers there, so a test can fail the Nth allocation; reads completed by
  * io_uring pass through a hook that can turn them into EIO, short reads,
  * -EAGAIN or stalls.  Included last by every library source file.
  */
-#ifndef SCF_FORMATS_FAULTS_H
-#define SCF_FORMATS_FAULTS_H
+#ifndef SCF_COMMON_FAULTS_H
+#define SCF_COMMON_FAULTS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * formats/faults — the test build's allocation and read fault injector.
+ * common/faults — the test build's allocation and read fault injector.
  * Its state is process-wide on purpose: it stands for the environment
  * (malloc, the disk), which is process-wide too.  Compiled empty otherwise.
  */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/faults.h"
+#include "common/faults.h"
 
 #undef malloc
 #undef calloc

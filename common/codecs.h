@@ -1,18 +1,29 @@
 /*
- * engine/filters — undo an HDF5 filter pipeline on one stored chunk, from
+ * common/codecs — undo an HDF5 filter pipeline on one stored chunk, from
  * the raw bytes io_uring read, without the HDF5 library: deflate (1, with
  * libdeflate), shuffle (2), fletcher32 (3, verified), lzf (32000) and zstd
  * (32015), in the reverse of the order the pipeline lists them, skipping
  * those whose bit is set in the chunk's filter mask.
  * Thread: a decode worker; each worker owns one scf__filter_ctx.
  */
-#ifndef SCF_ENGINE_FILTERS_H
-#define SCF_ENGINE_FILTERS_H
+#ifndef SCF_COMMON_CODECS_H
+#define SCF_COMMON_CODECS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "formats/h5ad.h"
+#define SCF__MAX_FILTERS 8
+
+/* One stage of a dataset's HDF5 filter pipeline, as its layout lists it. */
+typedef struct scf__filter {
+	int id;              /* HDF5 filter id: 1 deflate, 2 shuffle, 3 fletcher32, ... */
+	unsigned flags;      /* H5Z_FLAG_OPTIONAL ... */
+	size_t n_cd;         /* client data values used */
+	unsigned cd[8];
+} scf__filter;
+
+/* Readable name of an HDF5 filter id ("deflate", "zstd", "filter 307"). */
+const char *scf__filter_name(int id, char *buf, size_t len);
 
 typedef struct scf__filter_ctx scf__filter_ctx;
 

@@ -1,10 +1,10 @@
 /*
- * engine/filters — turn the bytes of one stored chunk back into its elements:
+ * common/codecs — turn the bytes of one stored chunk back into its elements:
  * the HDF5 filter pipeline undone in reverse order with libdeflate, libzstd,
  * our own bounds-checked LZF decoder, an SSE2 unshuffle and Fletcher-32.
  * Thread: a decode worker; a scf__filter_ctx belongs to one worker at a time.
  */
-#include "engine/filters.h"
+#include "common/codecs.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,7 +21,24 @@
 #endif
 
 #include "scfetch.h"
-#include "formats/faults.h" /* last: may wrap malloc in test builds */
+#include "common/faults.h" /* last: may wrap malloc in test builds */
+
+const char *scf__filter_name(int id, char *buf, size_t len)
+{
+	switch (id) {
+	case 1: return "deflate";
+	case 2: return "shuffle";
+	case 3: return "fletcher32";
+	case 4: return "szip";
+	case 5: return "nbit";
+	case 6: return "scaleoffset";
+	case 32000: return "lzf";
+	case 32001: return "blosc";
+	case 32015: return "zstd";
+	}
+	snprintf(buf, len, "filter %d", id);
+	return buf;
+}
 
 enum {
 	F_DEFLATE = 1,
@@ -606,7 +623,7 @@ static int finish(const job *j, const span *s)
 	return 0;
 }
 
-/* Undo the active filters last-applied first; see engine/filters.h. */
+/* Undo the active filters last-applied first; see common/codecs.h. */
 int scf__filter_decode(scf__filter_ctx *c, const scf__filter *pipeline, unsigned n_filters,
                        uint32_t filter_mask, size_t elem_size,
                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
