@@ -1,7 +1,7 @@
 /*
  * engine/loader — the public API: options, open, next/release, epochs,
  * statistics, close.  Thread: the consumer's (any one thread at a time per
- * loader); it meets the pipeline only under l->mu.
+ * loader); it meets the pipeline only through the ring (ring.c).
  */
 #include "engine/loader.h"
 #include "common/codecs.h"
@@ -362,51 +362,21 @@ static void free_selection(scf_loader *l)
 	l->col_map = NULL;
 }
 
-static int alloc_slots(scf_loader *l)
+/*
+ * Output buffers: the fetches being read and assembled, plus the one the
+ * consumer holds; three at least so a consumer holding two fetches' batches
+ * does not stop a pipeline of one fetch in flight.  Staging: one buffer per
+ * fetch in flight.
+ */
+static int init_ring(scf_loader *l)
 {
-	uint64_t fs = scf__sampler_fetch_rows(&l->smp);
+	unsigned n = l->o.fetches_in_flight + 1 < 3 ? 3 : l->o.fetches_in_flight + 1;
+	int rc = scf__ring_init(&l->ring, n, l->o.fetches_in_flight,
+	                        scf__sampler_fetch_rows(&l->smp), l->o.fetch_factor);
 
-	/* Output buffers: the fetches being read and assembled, plus the one the
-	 * consumer holds; three at least so a consumer holding two fetches'
-	 * batches does not stop a pipeline of one fetch in flight. */
-	l->n_slots = l->o.fetches_in_flight + 1 < 3 ? 3 : l->o.fetches_in_flight + 1;
-	l->slots = calloc(l->n_slots, sizeof(*l->slots));
-	l->n_stg_free = l->o.fetches_in_flight;
-	l->stg = calloc(l->n_stg_free, sizeof(*l->stg));
-	if (!l->slots || !l->stg)
-		return -ENOMEM;
-	for (unsigned i = 0; i < l->n_slots; i++) {
-		scf__slot *s = &l->slots[i];
-		scf__plan_init(&s->plan);
-		s->ord.rows = malloc(fs * sizeof(uint64_t));
-		s->ord.perm = malloc(fs * sizeof(uint32_t));
-		s->batch = calloc(l->o.fetch_factor, sizeof(scf_batch));
-		s->out = calloc(l->o.fetch_factor, 1);
-		if (!s->ord.rows || !s->ord.perm || !s->batch || !s->out)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-static void free_slots(scf_loader *l)
-{
-	for (unsigned i = 0; l->slots && i < l->n_slots; i++) {
-		scf__slot *s = &l->slots[i];
-		free(s->ord.rows);
-		free(s->ord.perm);
-		free(s->batch);
-		free(s->out);
-		free(s->req);
-		scf__plan_free(&s->plan);
-		scf__pages_free(s->staging, s->staging_cap); /* borrowed when a fetch failed */
-		scf__pinned_free(&l->pin, s->arena, s->arena_cap);
-	}
-	free(l->slots);
-	l->slots = NULL;
-	for (unsigned i = 0; l->stg && i < l->n_stg_free; i++)
-		scf__pages_free(l->stg[i].buf, l->stg[i].cap);
-	free(l->stg);
-	l->stg = NULL;
+	l->ring.batches_per_epoch = l->batches_per_epoch;
+	l->ring.cons_epoch = l->o.epoch;
+	return rc;
 }
 
 static int init_sampler(scf_loader *l)
@@ -440,7 +410,7 @@ static int init_sampler(scf_loader *l)
 	l->o.balance_obs = NULL;
 	scf__sampler_epoch(&l->smp, l->o.epoch);
 	scf__sampler_counts(&l->smp, &l->batches_per_epoch, &l->rows_per_epoch);
-	l->prod_epoch = l->cons_epoch = l->o.epoch;
+	l->prod_epoch = l->o.epoch;
 	return 0;
 }
 
@@ -507,7 +477,7 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 	l->pcfg.max_read = l->o.max_read;
 	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
 	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
-	rc = alloc_slots(l);
+	rc = init_ring(l);
 	if (rc < 0)
 		goto fail_slots;
 	l->n_workers = l->o.threads;
@@ -523,25 +493,19 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 		         strerror(-rc));
 		goto fail_workers;
 	}
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv_ready, NULL);
-	pthread_cond_init(&l->cv_work, NULL);
 	rc = scf__pipeline_start(l);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: cannot start threads: %s", path, strerror(-rc));
-		goto fail_sync;
+		goto fail_io;
 	}
 	return 0;
 
-fail_sync:
-	pthread_cond_destroy(&l->cv_work);
-	pthread_cond_destroy(&l->cv_ready);
-	pthread_mutex_destroy(&l->mu);
+fail_io:
 	scf__io_exit(&l->io);
 fail_workers:
 	free(l->workers);
 fail_slots:
-	free_slots(l);
+	scf__ring_free(&l->ring, scf__arena_free, &l->pin);
 	scf__sampler_free(&l->smp);
 	return rc;
 }
@@ -619,133 +583,25 @@ int scf_file_info(const scf_loader *l, uint32_t file, const char **path, uint64_
 	return 0;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static scf__slot *find_seq(scf_loader *l, uint64_t seq)
-{
-	for (unsigned i = 0; i < l->n_slots; i++) {
-		scf__slot *s = &l->slots[i];
-		if (s->state == SLOT_READY && s->seq == seq)
-			return s;
-	}
-	return NULL;
-}
-
-/* True when every slot is ready but held: the pipeline cannot move. */
-static int all_held(const scf_loader *l)
-{
-	for (unsigned i = 0; i < l->n_slots; i++) {
-		const scf__slot *s = &l->slots[i];
-		if (!((s->state == SLOT_READY && s->handed == s->n_batch) || s->state == SLOT_ORPHAN))
-			return 0;
-	}
-	return 1;
-}
-
-/* Take the next batch of slot s; caller holds mu. */
-static scf_batch *take_batch(scf_loader *l, scf__slot *s)
-{
-	scf_batch *b = &s->batch[s->handed];
-
-	s->out[s->handed++] = 1;
-	s->held++;
-	b->index = l->cons_batch++;
-	if (s->handed == s->n_batch)
-		l->cons_seq++;
-	l->st.batches++;
-	l->st.rows += b->n_rows;
-	return b;
-}
-
 int scf_next(scf_loader *l, scf_batch **out)
 {
-	uint64_t t0 = 0;
-	int rc;
-
-	*out = NULL;
-	pthread_mutex_lock(&l->mu);
-	for (;;) {
-		scf__slot *s;
-		if (l->cons_batch == l->batches_per_epoch) {
-			l->cons_epoch++;
-			l->cons_batch = 0;
-			rc = SCF_END_OF_EPOCH;
-			break;
-		}
-		if ((s = find_seq(l, l->cons_seq)) != NULL && l->skip_batches) {
-			/* resuming inside this fetch: its first batches were consumed before */
-			s->handed = (uint32_t)l->skip_batches;
-			l->skip_batches = 0;
-			if (s->handed >= s->n_batch) {
-				s->handed = s->n_batch;
-				l->cons_seq++;
-				if (!s->held)
-					s->state = SLOT_FREE;
-				continue;
-			}
-		}
-		if (s) {
-			*out = take_batch(l, s);
-			rc = 0;
-			break;
-		}
-		if (l->err && l->err_seq <= l->cons_seq) {
-			rc = l->err;
-			break;
-		}
-		if (all_held(l)) {
-			snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: all %u output buffers are "
-			         "held by the consumer; release batches before asking for more",
-			         l->name, l->matrix_key, l->n_slots);
-			rc = SCF_E_BUFFERS_HELD;
-			break;
-		}
-		if (!t0)
-			t0 = now_ns();
-		pthread_cond_wait(&l->cv_ready, &l->mu);
-	}
-	if (t0) {
-		uint64_t w = now_ns() - t0;
-		l->st.wait_ns += w;
-		if (w > l->st.max_wait_ns)
-			l->st.max_wait_ns = w;
-	}
-	pthread_mutex_unlock(&l->mu);
-	return rc;
+	return scf__ring_next(&l->ring, out, l->name, l->matrix_key);
 }
 
 int scf_release(scf_loader *l, scf_batch *b)
 {
-	int wake = 0, rc = -EINVAL;
+	int wake, rc;
 
 	if (!b)
 		return 0;
-	pthread_mutex_lock(&l->mu);
-	for (unsigned i = 0; i < l->n_slots; i++) {
-		scf__slot *s = &l->slots[i];
-		if (b < s->batch || b >= s->batch + l->o.fetch_factor)
-			continue;
-		size_t k = (size_t)(b - s->batch);
-		if (b != &s->batch[k] || !s->out[k] || s->held == 0)
-			break; /* inside the array but not a batch, or not held */
-		s->out[k] = 0;
-		rc = 0;
-		if (--s->held == 0 && (s->state == SLOT_ORPHAN || s->handed == s->n_batch)) {
-			s->state = SLOT_FREE;
-			wake = 1;
-		}
-		break;
+	rc = scf__ring_release(&l->ring, b, &wake);
+	if (rc < 0) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s: %s: scf_release of a batch that is not held "
+		         "(released twice, or not from this loader): ignored", l->name,
+		         l->matrix_key);
+		scf__ring_message(&l->ring, msg);
 	}
-	if (rc < 0)
-		snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: scf_release of a batch that is "
-		         "not held (released twice, or not from this loader): ignored",
-		         l->name, l->matrix_key);
-	pthread_mutex_unlock(&l->mu);
 	if (wake)
 		scf__io_wake(&l->io);
 	return rc;
@@ -768,40 +624,23 @@ static int restart_at(scf_loader *l, uint32_t epoch, uint64_t batch)
 		prod_batch = 0;
 	}
 	scf__pipeline_stop(l);
-	/* other threads may still release batches: change slots under the lock */
-	pthread_mutex_lock(&l->mu);
-	for (unsigned i = 0; i < l->n_slots; i++) {
-		scf__slot *s = &l->slots[i];
-		scf__staging_put(l, s);
-		s->state = s->held ? SLOT_ORPHAN : SLOT_FREE;
-		s->handed = s->n_batch = 0;
-	}
 	l->prod_epoch = prod_epoch;
-	l->cons_epoch = epoch;
 	l->prod_k = prod_batch / ff;  /* every fetch but an epoch's last has ff batches */
-	l->skip_batches = prod_batch % ff;
-	l->cons_seq = l->prod_seq;
-	l->cons_batch = batch;
-	l->err = 0;
-	l->errmsg[0] = '\0';
-	pthread_mutex_unlock(&l->mu);
+	scf__ring_restart(&l->ring, epoch, batch, l->prod_seq, prod_batch % ff);
 	rc = scf__pipeline_start(l);
 	if (rc < 0) {
-		pthread_mutex_lock(&l->mu);
-		snprintf(l->errmsg, sizeof(l->errmsg), "%s: cannot restart threads: %s",
-		         l->name, strerror(-rc));
-		l->err = rc;
-		l->err_seq = 0;
-		pthread_mutex_unlock(&l->mu);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s: cannot restart threads: %s", l->name, strerror(-rc));
+		scf__ring_error(&l->ring, 0, rc, msg);
 	}
 	return rc;
 }
 
 int scf_set_epoch(scf_loader *l, uint32_t epoch)
 {
-	pthread_mutex_lock(&l->mu);
-	int at_start = l->cons_epoch == epoch && l->cons_batch == 0 && l->err == 0;
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_lock(&l->ring.mu);
+	int at_start = l->ring.cons_epoch == epoch && l->ring.cons_batch == 0 && l->ring.err == 0;
+	pthread_mutex_unlock(&l->ring.mu);
 	return at_start ? 0 : restart_at(l, epoch, 0);
 }
 
@@ -836,10 +675,10 @@ int scf_state_save(scf_loader *l, scf_state *out)
 	out->version = 1;
 	out->config_hash = config_hash(l);
 	out->seed = l->o.seed;
-	pthread_mutex_lock(&l->mu);
-	out->epoch = l->cons_epoch;
-	out->batch = l->cons_batch;
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_lock(&l->ring.mu);
+	out->epoch = l->ring.cons_epoch;
+	out->batch = l->ring.cons_batch;
+	pthread_mutex_unlock(&l->ring.mu);
 	return 0;
 }
 
@@ -847,8 +686,10 @@ int scf_state_load(scf_loader *l, const scf_state *st)
 {
 	if (!st || st->size != sizeof(*st) || st->version != 1 ||
 	    st->config_hash != config_hash(l) || st->batch > l->batches_per_epoch) {
-		snprintf(l->errmsg, sizeof(l->errmsg), "%s: %s: saved state does not fit this "
-		         "loader (other files, options or version)", l->name, l->matrix_key);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s: %s: saved state does not fit this loader (other "
+		         "files, options or version)", l->name, l->matrix_key);
+		scf__ring_message(&l->ring, msg);
 		return -EINVAL;
 	}
 	return restart_at(l, st->epoch, st->batch);
@@ -893,7 +734,7 @@ int scf_info_get(const scf_loader *l, scf_info *out)
 	out->dense = l->mats[0].encoding == SCF__DENSE;
 	out->batches_per_epoch = l->batches_per_epoch;
 	out->rows_per_epoch = l->rows_per_epoch;
-	out->output_buffers = l->n_slots;
+	out->output_buffers = l->ring.n_slots;
 	out->batches_per_buffer = l->o.fetch_factor;
 	out->n_cols_out = l->acfg.n_out_cols;
 	return 0;
@@ -901,11 +742,9 @@ int scf_info_get(const scf_loader *l, scf_info *out)
 
 void scf_stats_get(scf_loader *l, scf_stats *out)
 {
-	pthread_mutex_lock(&l->mu);
-	*out = l->st;
+	scf__ring_stats(&l->ring, out);
 	out->reads_submitted = __atomic_load_n(&l->io.reads_submitted, __ATOMIC_RELAXED);
 	out->reads_requeued = __atomic_load_n(&l->io.reads_requeued, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&l->mu);
 	out->pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
 	out->direct = (uint32_t)l->direct;
 }
@@ -917,7 +756,7 @@ const char *scf_io_backend(const scf_loader *l)
 
 const char *scf_errmsg(const scf_loader *l)
 {
-	return l ? l->errmsg : "";
+	return l ? l->ring.errmsg : "";
 }
 
 void scf_close(scf_loader *l)
@@ -926,11 +765,8 @@ void scf_close(scf_loader *l)
 		return;
 	scf__pipeline_stop(l);
 	scf__io_exit(&l->io);
-	pthread_cond_destroy(&l->cv_work);
-	pthread_cond_destroy(&l->cv_ready);
-	pthread_mutex_destroy(&l->mu);
 	free(l->workers);
-	free_slots(l);
+	scf__ring_free(&l->ring, scf__arena_free, &l->pin);
 	scf__sampler_free(&l->smp);
 	free_selection(l);
 	free_obs(l);

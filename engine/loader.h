@@ -1,8 +1,9 @@
 /*
- * engine/loader — the loader's state, shared by the public API (loader.c,
- * the consumer's thread) and the pipeline (pipeline.c: the I/O thread and
- * the decode workers).  Everything marked "mu" is guarded by l->mu; a slot's
- * internals belong to whichever stage its state names.
+ * engine/loader — the loader's state: what the public API (loader.c, the
+ * consumer's thread) resolved at open, read-only once the threads run, and
+ * the parts the pipeline (pipeline.c: the I/O thread and the decode
+ * workers) moves: the read backend, the producer position and the ring
+ * (ring.c), which holds everything shared between threads under its lock.
  */
 #ifndef SCF_ENGINE_LOADER_H
 #define SCF_ENGINE_LOADER_H
@@ -15,41 +16,9 @@
 #include "engine/plan.h"
 #include "engine/sampler.h"
 #include "engine/io.h"
+#include "engine/ring.h"
 #include "formats/h5ad.h"
 #include "scfetch.h"
-
-/* A fetch slot moves FREE -> RESERVED -> READING -> QUEUED -> ASSEMBLING -> READY -> FREE. */
-enum scf__slot_state {
-	SLOT_FREE = 0,
-	SLOT_RESERVED,   /* the I/O thread is planning it */
-	SLOT_READING,    /* reads in flight (I/O thread owns it) */
-	SLOT_QUEUED,     /* waiting for a decode worker */
-	SLOT_ASSEMBLING, /* a worker owns it */
-	SLOT_READY,      /* batches can be handed out (consumer) */
-	SLOT_ORPHAN      /* left from before a restart; freed on last release */
-};
-
-typedef struct scf__slot {
-	int state;                 /* mu */
-	uint64_t seq;              /* position in the loader's stream of fetches */
-	uint32_t epoch;
-	scf__fetch_order ord;      /* rows (sorted) and delivery order */
-	scf__plan plan;
-	uint8_t *staging;          /* borrowed from the loader's pool while planned .. assembled */
-	size_t staging_cap;
-	int has_staging;           /* mu */
-	scf__ioreq *req;
-	uint64_t req_cap, n_req, next_req, reads_left;
-	int io_error;              /* first failed read (I/O thread) */
-	scf__ioreq *bad_req;
-	uint8_t *arena;
-	size_t arena_cap;
-	scf_batch *batch;          /* fetch_factor entries */
-	uint32_t n_batch;
-	uint32_t handed, held;     /* mu */
-	uint8_t *out;              /* mu: fetch_factor flags, batch k handed out and held */
-	struct scf__slot *next_work; /* mu: decode queue link */
-} scf__slot;
 
 struct scf_loader {
 	scf_options o;             /* resolved options (defaults filled in) */
@@ -70,44 +39,22 @@ struct scf_loader {
 	double *weights;           /* per subset row (or row), weighted strategies */
 	int weights_counted;       /* the caller's options carry n_weights */
 	int32_t *col_map;          /* column selection: n_cols entries, -1 = dropped */
-	uint64_t skip_batches;     /* mu: batches of the first fetch to skip after a restart */
 	scf__asm_cfg acfg;
 	scf__sampler smp;          /* I/O thread */
 	scf__plan_cfg pcfg;
 	scf__io io;                /* the read backend: I/O thread */
 	scf__pinned pin;
 
-	pthread_mutex_t mu;
-	pthread_cond_t cv_ready;   /* consumer waits: a slot became READY, or error */
-	pthread_cond_t cv_work;    /* workers wait: decode queue */
 	pthread_t io_thread;
 	pthread_t *workers;
 	unsigned n_workers;
 	int running;               /* threads started */
-	int stop;                  /* mu */
-
-	scf__slot *slots;
-	unsigned n_slots;
-	/* Staging is needed only from planning to the end of assembly, so a
-	 * pool of fetches_in_flight buffers serves every slot; a fetch starts
-	 * only when one is free.  stg[0..n_stg_free) are free (mu). */
-	struct scf__staging { uint8_t *buf; size_t cap; } *stg;
-	unsigned n_stg_free;
-	scf__slot *work_head, *work_tail; /* mu */
+	scf__ring ring;            /* slots, staging, consumer position, errors, stats */
 
 	/* producer position (I/O thread while running) */
 	uint32_t prod_epoch;
 	uint64_t prod_k, prod_seq;
-	/* consumer position (mu) */
-	uint32_t cons_epoch;
-	uint64_t cons_seq, cons_batch;
 	uint64_t batches_per_epoch, rows_per_epoch;
-
-	int err;                   /* mu: sticky first error */
-	uint64_t err_seq;          /* mu: fetch it belongs to; earlier ones still deliver */
-	char errmsg[1024];         /* mu */
-
-	scf_stats st;              /* mu */
 };
 
 /* collection.c: open every file (O_DIRECT where it can), describe its
@@ -123,9 +70,7 @@ int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, c
 /* pipeline.c */
 int scf__pipeline_start(scf_loader *l);
 void scf__pipeline_stop(scf_loader *l);
-/* Record an error for fetch `seq` (first one wins). Caller holds mu. */
-void scf__set_error(scf_loader *l, uint64_t seq, int code, const char *msg);
-/* Give a slot's borrowed staging back to the pool. Caller holds mu. */
-void scf__staging_put(scf_loader *l, scf__slot *s);
+/* Frees an output arena (ctx: the loader's scf__pinned). */
+void scf__arena_free(void *ctx, void *p, size_t n);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * engine/pipeline — the moving parts: one I/O thread plans fetches and keeps
- * their reads in flight on the ring; decode workers turn completed fetches
- * into batches; the consumer (loader.c) takes READY slots in sequence order.
+ * their reads in flight through the read backend; decode workers turn
+ * completed fetches into batches; the consumer (loader.c) takes them from
+ * the ring (ring.c) in sequence order.
  * Threads: io_main runs on the I/O thread, work_main on each decode worker.
  */
 #include "engine/loader.h"
@@ -12,51 +13,30 @@
 #include <string.h>
 #include "common/faults.h" /* last: may wrap malloc in test builds */
 
-void scf__set_error(scf_loader *l, uint64_t seq, int code, const char *msg)
+/* Grow a buffer to `need` bytes with a quarter of headroom; contents need not survive. */
+static int ensure_buffer(uint8_t **buf, size_t *cap, size_t need,
+                         void *(*alloc)(void *ctx, size_t n),
+                         void (*release)(void *ctx, void *p, size_t n), void *ctx)
 {
-	if (l->err && l->err_seq <= seq)
-		return;
-	l->err = code;
-	l->err_seq = seq;
-	snprintf(l->errmsg, sizeof(l->errmsg), "%s", msg);
-	pthread_cond_broadcast(&l->cv_ready);
-}
+	size_t want;
 
-void scf__staging_put(scf_loader *l, scf__slot *s)
-{
-	if (!s->has_staging)
-		return;
-	s->has_staging = 0;
-	l->stg[l->n_stg_free++] = (struct scf__staging){ s->staging, s->staging_cap };
-	s->staging = NULL;
-	s->staging_cap = 0;
-}
-
-static void fail_slot(scf_loader *l, scf__slot *s, int code, const char *msg)
-{
-	pthread_mutex_lock(&l->mu);
-	scf__set_error(l, s->seq, code, msg);
-	scf__staging_put(l, s);
-	s->state = SLOT_FREE;
-	pthread_mutex_unlock(&l->mu);
-}
-
-/* Grow a page-aligned staging buffer; contents need not survive. */
-static int ensure_staging(scf__slot *s, size_t need)
-{
-	size_t cap;
-
-	if (need <= s->staging_cap)
+	if (need <= *cap)
 		return 0;
-	cap = (need + need / 4 + 4095) / 4096 * 4096;
-	scf__pages_free(s->staging, s->staging_cap);
-	s->staging_cap = 0;
-	s->staging = scf__pages_alloc(cap);
-	if (!s->staging)
+	want = (need + need / 4 + 4095) / 4096 * 4096;
+	if (*buf)
+		release(ctx, *buf, *cap);
+	*cap = 0;
+	*buf = alloc(ctx, want);
+	if (!*buf)
 		return -ENOMEM;
-	s->staging_cap = cap;
+	*cap = want;
 	return 0;
 }
+
+static void *pages_alloc(void *ctx, size_t n) { (void)ctx; return scf__pages_alloc(n); }
+static void pages_free(void *ctx, void *p, size_t n) { (void)ctx; scf__pages_free(p, n); }
+static void *arena_alloc(void *ctx, size_t n) { return scf__pinned_alloc(ctx, n); }
+void scf__arena_free(void *ctx, void *p, size_t n) { scf__pinned_free(ctx, p, n); }
 
 /* The next fetch of the stream, skipping fetches drop_last empties. */
 static int next_order(scf_loader *l, scf__slot *s)
@@ -82,11 +62,13 @@ static int next_order(scf_loader *l, scf__slot *s)
 static int plan_slot(scf_loader *l, scf__slot *s)
 {
 	char msg[600];
+	uint64_t to_read = 0;
 	int rc;
 
 	rc = scf__plan_build_files(&s->plan, &l->files, &l->pcfg, s->ord.rows, s->ord.n);
 	if (rc == 0)
-		rc = ensure_staging(s, s->plan.staging_bytes);
+		rc = ensure_buffer(&s->staging, &s->staging_cap, s->plan.staging_bytes,
+		                   pages_alloc, pages_free, NULL);
 	if (rc == 0 && s->plan.n_reads > s->req_cap) {
 		free(s->req);
 		s->req_cap = s->plan.n_reads * 2;
@@ -99,7 +81,7 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s: cannot plan a fetch of %llu rows: %s",
 		         l->name, l->matrix_key, (unsigned long long)s->ord.n, scf_strerror(rc));
-		fail_slot(l, s, rc, msg);
+		scf__ring_fail(&l->ring, s, rc, msg);
 		return rc;
 	}
 	for (uint64_t i = 0; i < s->plan.n_reads; i++) {
@@ -107,18 +89,14 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 		s->req[i] = (scf__ioreq){ .file_off = r->file_off, .buf = s->staging + r->staging_off,
 		                          .len = r->len, .need = r->need, .file = r->file,
 		                          .owner = s };
+		to_read += r->len;
 	}
 	s->n_req = s->plan.n_reads;
 	s->next_req = 0;
 	s->reads_left = s->n_req;
 	s->io_error = 0;
 	s->bad_req = NULL;
-	pthread_mutex_lock(&l->mu);
-	l->st.bytes_requested += s->plan.bytes_requested;
-	l->st.bytes_to_decode += s->plan.bytes_decoded;
-	for (uint64_t i = 0; i < s->n_req; i++)
-		l->st.bytes_read += s->req[i].len;
-	pthread_mutex_unlock(&l->mu);
+	scf__ring_reading(&l->ring, s, s->plan.bytes_requested, s->plan.bytes_decoded, to_read);
 	return 0;
 }
 
@@ -138,19 +116,11 @@ static void queue_for_decode(scf_loader *l, scf__slot *s)
 			snprintf(msg, sizeof(msg), "%s: %s: read of %u bytes at byte %llu failed: %s",
 			         path, l->matrix_key, rq->len, (unsigned long long)rq->file_off,
 			         strerror(-s->io_error));
-		fail_slot(l, s, s->io_error == -ENODATA ? SCF_E_CORRUPT : s->io_error, msg);
+		scf__ring_fail(&l->ring, s, s->io_error == -ENODATA ? SCF_E_CORRUPT : s->io_error,
+		               msg);
 		return;
 	}
-	pthread_mutex_lock(&l->mu);
-	s->state = SLOT_QUEUED;
-	s->next_work = NULL;
-	if (l->work_tail)
-		l->work_tail->next_work = s;
-	else
-		l->work_head = s;
-	l->work_tail = s;
-	pthread_cond_signal(&l->cv_work);
-	pthread_mutex_unlock(&l->mu);
+	scf__ring_queue_work(&l->ring, s);
 }
 
 static void on_read_done(void *ctx, scf__ioreq *rq, int res)
@@ -166,58 +136,17 @@ static void on_read_done(void *ctx, scf__ioreq *rq, int res)
 		queue_for_decode(l, s);
 }
 
-/*
- * Reserve free slots for new fetches, each with a staging buffer from the
- * pool: at most fetches_in_flight fetches are between planning and the end
- * of their assembly.
- */
-static unsigned reserve_slots(scf_loader *l, scf__slot **out)
-{
-	unsigned n = 0;
-
-	pthread_mutex_lock(&l->mu);
-	if (!l->stop && !l->err) {
-		for (unsigned i = 0; i < l->n_slots && l->n_stg_free > 0; i++) {
-			scf__slot *s = &l->slots[i];
-			if (s->state != SLOT_FREE)
-				continue;
-			s->state = SLOT_RESERVED;
-			l->n_stg_free--;
-			s->staging = l->stg[l->n_stg_free].buf;
-			s->staging_cap = l->stg[l->n_stg_free].cap;
-			s->has_staging = 1;
-			out[n++] = s;
-		}
-	}
-	pthread_mutex_unlock(&l->mu);
-	return n;
-}
-
-/* Put reserved slots back when the stream has no more fetches. */
-static void unreserve(scf_loader *l, scf__slot **s, unsigned n)
-{
-	pthread_mutex_lock(&l->mu);
-	for (unsigned i = 0; i < n; i++) {
-		scf__staging_put(l, s[i]);
-		s[i]->state = SLOT_FREE;
-	}
-	pthread_mutex_unlock(&l->mu);
-}
-
 /* Start what fetches we can, in sequence order. */
 static void start_fetches(scf_loader *l, scf__slot **reading, unsigned *n_reading)
 {
 	scf__slot *res[64];
-	unsigned n = reserve_slots(l, res), i;
+	unsigned n = scf__ring_reserve(&l->ring, res, 64), i;
 
 	for (i = 0; i < n; i++) {
 		if (!next_order(l, res[i]))
 			break;
 		if (plan_slot(l, res[i]) < 0)
 			continue;
-		pthread_mutex_lock(&l->mu);
-		res[i]->state = SLOT_READING;
-		pthread_mutex_unlock(&l->mu);
 		if (res[i]->n_req == 0) {
 			queue_for_decode(l, res[i]);
 			continue;
@@ -225,10 +154,10 @@ static void start_fetches(scf_loader *l, scf__slot **reading, unsigned *n_readin
 		reading[(*n_reading)++] = res[i];
 	}
 	if (i < n)
-		unreserve(l, res + i, n - i);
+		scf__ring_unreserve(&l->ring, res + i, n - i);
 }
 
-/* Feed the ring from the oldest fetch first so batches come out in order. */
+/* Feed the backend from the oldest fetch first so batches come out in order. */
 static void queue_reads(scf_loader *l, scf__slot **reading, unsigned *n_reading)
 {
 	unsigned keep = 0;
@@ -248,9 +177,8 @@ static void *io_main(void *arg)
 	scf_loader *l = arg;
 	scf__slot *reading[64];
 	unsigned n_reading = 0;
-	int stop = 0;
 
-	while (!stop) {
+	while (!scf__ring_stopping(&l->ring)) {
 		start_fetches(l, reading, &n_reading);
 		queue_reads(l, reading, &n_reading);
 		int rc = scf__io_submit(&l->io, 1);
@@ -258,16 +186,11 @@ static void *io_main(void *arg)
 			char msg[300];
 			snprintf(msg, sizeof(msg), "%s: submitting reads failed: %s", l->name,
 			         strerror(-rc));
-			pthread_mutex_lock(&l->mu);
-			scf__set_error(l, l->prod_seq, rc, msg);
-			pthread_mutex_unlock(&l->mu);
+			scf__ring_error(&l->ring, l->prod_seq, rc, msg);
 		}
 		scf__io_reap(&l->io, on_read_done, l);
-		pthread_mutex_lock(&l->mu);
-		stop = l->stop;
-		pthread_mutex_unlock(&l->mu);
 	}
-	/* The kernel still writes into staging: wait for every read to land. */
+	/* The kernel (or a reader thread) still writes into staging: wait for every read. */
 	while (l->io.inflight > 0) {
 		if (scf__io_submit(&l->io, 1) < 0)
 			break;
@@ -276,28 +199,12 @@ static void *io_main(void *arg)
 	return NULL;
 }
 
-/* Make the slot's arena big enough for its batches. */
-static int ensure_arena(scf_loader *l, scf__slot *s, size_t need)
-{
-	size_t cap;
-
-	if (need <= s->arena_cap)
-		return 0;
-	cap = (need + need / 4 + 4095) / 4096 * 4096;
-	scf__pinned_free(&l->pin, s->arena, s->arena_cap);
-	s->arena_cap = 0;
-	s->arena = scf__pinned_alloc(&l->pin, cap);
-	if (!s->arena)
-		return -ENOMEM;
-	s->arena_cap = cap;
-	return 0;
-}
-
 static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 {
 	size_t need = scf__assemble_bytes(&l->acfg, &s->plan, s->ord.n);
 	char msg[700];
-	int rc = ensure_arena(l, s, need);
+	int rc = ensure_buffer(&s->arena, &s->arena_cap, need, arena_alloc, scf__arena_free,
+	                       &l->pin);
 
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "%s: %s: cannot allocate %zu bytes of output buffers",
@@ -306,22 +213,12 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		rc = scf__assemble(&l->acfg, &s->plan, &s->ord, s->staging, s->arena, s->batch,
 		                   &s->n_batch, sc, msg, sizeof(msg));
 	}
-	pthread_mutex_lock(&l->mu);
-	scf__staging_put(l, s);
 	if (rc < 0) {
-		scf__set_error(l, s->seq, rc, msg);
-		s->state = SLOT_FREE;
+		scf__ring_fail(&l->ring, s, rc, msg);
 	} else {
-		for (uint32_t i = 0; i < s->n_batch; i++)
-			s->batch[i].epoch = s->epoch;
-		l->st.bytes_decoded += sc->decoded;
+		scf__ring_ready(&l->ring, s, sc->decoded);
 		sc->decoded = 0;
-		s->handed = s->held = 0;
-		s->state = SLOT_READY;
-		l->st.fetches++;
-		pthread_cond_broadcast(&l->cv_ready);
 	}
-	pthread_mutex_unlock(&l->mu);
 	scf__io_wake(&l->io); /* a staging buffer is free: the next fetch can start */
 }
 
@@ -330,36 +227,30 @@ static void *work_main(void *arg)
 	scf_loader *l = arg;
 	scf__scratch sc;
 	int ok = scf__scratch_init(&sc, &l->files, scf__sampler_fetch_rows(&l->smp)) == 0;
+	scf__slot *s;
 
-	pthread_mutex_lock(&l->mu);
-	for (;;) {
-		while (!l->stop && !l->work_head)
-			pthread_cond_wait(&l->cv_work, &l->mu);
-		if (l->stop)
-			break;
-		scf__slot *s = l->work_head;
-		l->work_head = s->next_work;
-		if (!l->work_head)
-			l->work_tail = NULL;
-		s->state = SLOT_ASSEMBLING;
-		pthread_mutex_unlock(&l->mu);
+	while ((s = scf__ring_take_work(&l->ring)) != NULL) {
 		if (ok) {
 			decode_slot(l, s, &sc);
-		} else {
-			pthread_mutex_lock(&l->mu);
-			char msg[600];
-			snprintf(msg, sizeof(msg), "%s: %s: a decode worker cannot allocate its "
-			         "scratch buffers: out of memory", l->name, l->matrix_key);
-			scf__set_error(l, s->seq, -ENOMEM, msg);
-			scf__staging_put(l, s);
-			s->state = SLOT_FREE;
-			pthread_mutex_unlock(&l->mu);
+			continue;
 		}
-		pthread_mutex_lock(&l->mu);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s: %s: a decode worker cannot allocate its "
+		         "scratch buffers: out of memory", l->name, l->matrix_key);
+		scf__ring_fail(&l->ring, s, -ENOMEM, msg);
 	}
-	pthread_mutex_unlock(&l->mu);
 	scf__scratch_free(&sc);
 	return NULL;
+}
+
+/* Ask every thread to end, wake them, and join the first n_workers workers. */
+static void stop_threads(scf_loader *l, unsigned n_workers)
+{
+	scf__ring_run(&l->ring, 0);
+	scf__io_wake(&l->io);
+	pthread_join(l->io_thread, NULL);
+	for (unsigned i = 0; i < n_workers; i++)
+		pthread_join(l->workers[i], NULL);
 }
 
 int scf__pipeline_start(scf_loader *l)
@@ -367,8 +258,7 @@ int scf__pipeline_start(scf_loader *l)
 	unsigned i;
 	int rc;
 
-	l->stop = 0;
-	l->work_head = l->work_tail = NULL;
+	scf__ring_run(&l->ring, 1);
 	scf__sampler_epoch(&l->smp, l->prod_epoch);
 	rc = -pthread_create(&l->io_thread, NULL, io_main, l);
 	if (rc < 0)
@@ -379,15 +269,7 @@ int scf__pipeline_start(scf_loader *l)
 			break;
 	}
 	if (rc < 0) {
-		unsigned started = i;
-		pthread_mutex_lock(&l->mu);
-		l->stop = 1;
-		pthread_cond_broadcast(&l->cv_work);
-		pthread_mutex_unlock(&l->mu);
-		scf__io_wake(&l->io);
-		pthread_join(l->io_thread, NULL);
-		for (i = 0; i < started; i++)
-			pthread_join(l->workers[i], NULL);
+		stop_threads(l, i);
 		return rc;
 	}
 	l->running = 1;
@@ -398,13 +280,6 @@ void scf__pipeline_stop(scf_loader *l)
 {
 	if (!l->running)
 		return;
-	pthread_mutex_lock(&l->mu);
-	l->stop = 1;
-	pthread_cond_broadcast(&l->cv_work);
-	pthread_mutex_unlock(&l->mu);
-	scf__io_wake(&l->io);
-	pthread_join(l->io_thread, NULL);
-	for (unsigned i = 0; i < l->n_workers; i++)
-		pthread_join(l->workers[i], NULL);
+	stop_threads(l, l->n_workers);
 	l->running = 0;
 }
