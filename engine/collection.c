@@ -5,7 +5,8 @@
  * gene axis, and obs columns concatenated across files.  Global row ids
  * follow the order of the list.  Thread: the caller of scf_open_collection().
  */
-#include "engine/loader.h"
+#include "engine/collection.h"
+#include "scfetch.h"
 #include "formats/var.h"
 #include "common/checked.h"
 #include "formats/h5check.h"
@@ -48,9 +49,9 @@ static int open_file(const char *path, int want_direct, int *fd, int *direct, ch
 }
 
 /* Every file of a collection has the width of the first: one gene axis. */
-static int check_width(const scf_loader *l, uint32_t f, char *errbuf, size_t errlen)
+static int check_width(const scf__collection *c, uint32_t f, char *errbuf, size_t errlen)
 {
-	const scf__matrix *a = &l->mats[0], *b = &l->mats[f];
+	const scf__matrix *a = &c->mats[0], *b = &c->mats[f];
 
 	if (a->n_cols == b->n_cols)
 		return 0;
@@ -64,18 +65,18 @@ static int check_width(const scf_loader *l, uint32_t f, char *errbuf, size_t err
  * Same width is not the same genes: where every file has a var index,
  * their hashes must agree too.  Files without one are trusted on width.
  */
-static int check_gene_names(const scf_loader *l, char *errbuf, size_t errlen)
+static int check_gene_names(const scf__collection *c, char *errbuf, size_t errlen)
 {
 	uint64_t h0 = 0, n0 = 0;
-	int rc = scf__var_hash(l->mats[0].path, l->matrix_key, &h0, &n0);
+	int rc = scf__var_hash(c->mats[0].path, c->key, &h0, &n0);
 
-	for (uint32_t f = 1; rc == 1 && f < l->n_files; f++) {
+	for (uint32_t f = 1; rc == 1 && f < c->n_files; f++) {
 		uint64_t h = 0, n = 0;
-		rc = scf__var_hash(l->mats[f].path, l->matrix_key, &h, &n);
+		rc = scf__var_hash(c->mats[f].path, c->key, &h, &n);
 		if (rc == 1 && (h != h0 || n != n0)) {
 			snprintf(errbuf, errlen, "%s: its var index (gene names) differs from that of "
 			         "%s; the files of a collection must share one gene axis",
-			         l->mats[f].path, l->mats[0].path);
+			         c->mats[f].path, c->mats[0].path);
 			return -EINVAL;
 		}
 	}
@@ -83,75 +84,74 @@ static int check_gene_names(const scf_loader *l, char *errbuf, size_t errlen)
 }
 
 /* One file: its descriptor, its matrix described and checked. */
-static int open_one(scf_loader *l, uint32_t f, const char *path, char *errbuf, size_t errlen)
+static int open_one(scf__collection *c, uint32_t f, const char *path, char *errbuf, size_t errlen)
 {
-	scf__matrix *m = &l->mats[f];
+	scf__matrix *m = &c->mats[f];
 	int direct, rc;
 
 	if (!path) {
 		snprintf(errbuf, errlen, "invalid arguments: paths[%u] is NULL", f);
 		return -EINVAL;
 	}
-	rc = open_file(path, !(l->o.flags & SCF_F_BUFFERED), &l->fds[f], &direct, errbuf, errlen);
+	rc = open_file(path, c->want_direct, &c->fds[f], &direct, errbuf, errlen);
 	if (rc < 0)
 		return rc;
-	l->direct &= direct;
-	l->any_direct |= direct;
-	rc = scf__h5ad_open(m, path, l->matrix_key, errbuf, errlen);
+	c->direct &= direct;
+	c->any_direct |= direct;
+	rc = scf__h5ad_open(m, path, c->key, errbuf, errlen);
 	if (rc == 0 && f > 0)
-		rc = check_width(l, f, errbuf, errlen);
+		rc = check_width(c, f, errbuf, errlen);
 	return rc;
 }
 
-int scf__coll_open(scf_loader *l, const char *const *paths, uint32_t n, char *errbuf,
-                   size_t errlen)
+int scf__coll_open(scf__collection *c, const char *const *paths, uint32_t n, const char *key,
+                   int want_direct, char *errbuf, size_t errlen)
 {
 	int rc = 0;
 
-	l->mats = calloc(n, sizeof(*l->mats));
-	l->fds = malloc(n * sizeof(int));
-	l->row0 = calloc(n + 1, sizeof(uint64_t));
-	if (!l->mats || !l->fds || !l->row0)
+	memset(c, 0, sizeof(*c));
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	c->want_direct = want_direct;
+	c->mats = calloc(n, sizeof(*c->mats));
+	c->fds = malloc(n * sizeof(int));
+	c->row0 = calloc(n + 1, sizeof(uint64_t));
+	if (!c->mats || !c->fds || !c->row0)
 		return -ENOMEM;
-	l->n_files = n;
-	l->direct = 1;
+	c->n_files = n;
+	c->direct = 1;
 	for (uint32_t f = 0; f < n; f++)
-		l->fds[f] = -1;
+		c->fds[f] = -1;
 	for (uint32_t f = 0; f < n && rc == 0; f++) {
-		rc = open_one(l, f, paths[f], errbuf, errlen);
+		rc = open_one(c, f, paths[f], errbuf, errlen);
 		if (rc == 0) {
-			l->row0[f + 1] = l->row0[f] + l->mats[f].n_rows;
-			l->nnz += l->mats[f].nnz;
+			c->row0[f + 1] = c->row0[f] + c->mats[f].n_rows;
+			c->nnz += c->mats[f].nnz;
 		}
 	}
 	if (rc == 0 && n > 1)
-		rc = check_gene_names(l, errbuf, errlen);
+		rc = check_gene_names(c, errbuf, errlen);
 	if (rc < 0)
 		return rc;
-	l->n_rows = l->row0[n];
-	l->n_cols = l->mats[0].n_cols;
-	l->files = (scf__files){ .m = l->mats, .row0 = l->row0, .n = n };
-	if (n == 1)
-		snprintf(l->name, sizeof(l->name), "%s", paths[0]);
-	else
-		snprintf(l->name, sizeof(l->name), "%s (and %u more files)", paths[0], n - 1);
+	c->n_rows = c->row0[n];
+	c->n_cols = c->mats[0].n_cols;
+	c->files = (scf__files){ .m = c->mats, .row0 = c->row0, .n = n };
 	return 0;
 }
 
-void scf__coll_close(scf_loader *l)
+void scf__coll_close(scf__collection *c)
 {
-	for (uint32_t f = 0; f < l->n_files; f++) {
-		scf__h5ad_free(&l->mats[f]);
-		if (l->fds[f] >= 0)
-			close(l->fds[f]);
+	for (uint32_t f = 0; f < c->n_files; f++) {
+		scf__h5ad_free(&c->mats[f]);
+		if (c->fds[f] >= 0)
+			close(c->fds[f]);
 	}
-	free(l->mats);
-	free(l->fds);
-	free(l->row0);
-	l->mats = NULL;
-	l->fds = NULL;
-	l->row0 = NULL;
-	l->n_files = 0;
+	free(c->mats);
+	free(c->fds);
+	free(c->row0);
+	c->mats = NULL;
+	c->fds = NULL;
+	c->row0 = NULL;
+	c->n_files = 0;
 }
 
 /*
@@ -258,57 +258,57 @@ static const char *kind_name(int kind)
 }
 
 /* The whole column's arrays, of the first file's kind. */
-static int union_start(cat_union *u, const scf_loader *l, const scf__obs_col *first)
+static int union_start(cat_union *u, uint64_t n_rows, const scf__obs_col *first)
 {
 	scf__obs_col *c = u->c;
 
 	c->kind = first->kind;
 	c->fits_i32 = 1;
 	if (c->kind == SCF__OBS_CATEGORICAL)
-		return (c->codes = scf__alloc_array(l->n_rows, sizeof(int32_t))) ? 0 : -ENOMEM;
+		return (c->codes = scf__alloc_array(n_rows, sizeof(int32_t))) ? 0 : -ENOMEM;
 	if (c->kind == SCF__OBS_INT)
-		return (c->ints = scf__alloc_array(l->n_rows, sizeof(int64_t))) ? 0 : -ENOMEM;
-	return (c->floats = scf__alloc_array(l->n_rows, sizeof(double))) ? 0 : -ENOMEM;
+		return (c->ints = scf__alloc_array(n_rows, sizeof(int64_t))) ? 0 : -ENOMEM;
+	return (c->floats = scf__alloc_array(n_rows, sizeof(double))) ? 0 : -ENOMEM;
 }
 
 /* One file's column, checked to be of the kind the first file's is. */
-static int load_part(const scf_loader *l, uint32_t f, cat_union *u, const char *name,
+static int load_part(const scf__collection *c, uint32_t f, cat_union *u, const char *name,
                      char *errbuf, size_t errlen)
 {
 	scf__obs_col one;
-	int rc = scf__obs_load(&one, l->mats[f].path, name, l->mats[f].n_rows, errbuf, errlen);
+	int rc = scf__obs_load(&one, c->mats[f].path, name, c->mats[f].n_rows, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
 	if (f == 0)
-		rc = union_start(u, l, &one);
+		rc = union_start(u, c->n_rows, &one);
 	if (rc == 0 && one.kind != u->c->kind) {
-		snprintf(errbuf, errlen, "%s: obs/%s is %s but in %s it is %s", l->mats[f].path,
-		         name, kind_name(one.kind), l->mats[0].path, kind_name(u->c->kind));
+		snprintf(errbuf, errlen, "%s: obs/%s is %s but in %s it is %s", c->mats[f].path,
+		         name, kind_name(one.kind), c->mats[0].path, kind_name(u->c->kind));
 		rc = SCF_E_UNSUPPORTED;
 	}
 	if (rc == 0)
-		rc = merge_column(u, &one, l->row0[f], l->mats[f].n_rows);
+		rc = merge_column(u, &one, c->row0[f], c->mats[f].n_rows);
 	if (rc == -ENOMEM)
-		snprintf(errbuf, errlen, "%s: obs/%s: out of memory", l->mats[f].path, name);
+		snprintf(errbuf, errlen, "%s: obs/%s: out of memory", c->mats[f].path, name);
 	scf__obs_free(&one);
 	return rc;
 }
 
-int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, char *errbuf,
-                       size_t errlen)
+int scf__coll_obs_load(const scf__collection *c, scf__obs_col *col, const char *name,
+                       char *errbuf, size_t errlen)
 {
-	cat_union u = { .c = c };
+	cat_union u = { .c = col };
 	int rc = 0;
 
-	if (l->n_files == 1)
-		return scf__obs_load(c, l->mats[0].path, name, l->n_rows, errbuf, errlen);
-	memset(c, 0, sizeof(*c));
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	for (uint32_t f = 0; f < l->n_files && rc == 0; f++)
-		rc = load_part(l, f, &u, name, errbuf, errlen);
+	if (c->n_files == 1)
+		return scf__obs_load(col, c->mats[0].path, name, c->n_rows, errbuf, errlen);
+	memset(col, 0, sizeof(*col));
+	snprintf(col->name, sizeof(col->name), "%s", name);
+	for (uint32_t f = 0; f < c->n_files && rc == 0; f++)
+		rc = load_part(c, f, &u, name, errbuf, errlen);
 	free(u.slot);
 	if (rc < 0)
-		scf__obs_free(c);
+		scf__obs_free(col);
 	return rc;
 }

@@ -144,7 +144,7 @@ static int load_obs(scf_loader *l, const char *path, char *errbuf, size_t errlen
 			snprintf(errbuf, errlen, "%s: invalid options: obs[%u] is NULL", path, i);
 			return -EINVAL;
 		}
-		rc = scf__coll_obs_load(l, &l->obs[i], l->o.obs[i], errbuf, errlen);
+		rc = scf__coll_obs_load(&l->coll, &l->obs[i], l->o.obs[i], errbuf, errlen);
 		if (rc < 0)
 			return rc;
 		l->n_obs = i + 1;
@@ -194,9 +194,9 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
 {
 	uint64_t n = l->o.n_indices;
 
-	if (n > l->n_rows) {
+	if (n > l->coll.n_rows) {
 		snprintf(errbuf, errlen, "%s: invalid options: n_indices = %llu, more than the "
-		         "%llu rows", path, (unsigned long long)n, (unsigned long long)l->n_rows);
+		         "%llu rows", path, (unsigned long long)n, (unsigned long long)l->coll.n_rows);
 		return -EINVAL;
 	}
 	l->subset = scf__alloc_array(n, sizeof(uint64_t));
@@ -205,10 +205,10 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
 	memcpy(l->subset, l->o.indices, n * sizeof(uint64_t));
 	qsort(l->subset, n, sizeof(uint64_t), cmp_u64);
 	for (uint64_t i = 0; i < n; i++) {
-		if (l->subset[i] >= l->n_rows || (i && l->subset[i] == l->subset[i - 1])) {
+		if (l->subset[i] >= l->coll.n_rows || (i && l->subset[i] == l->subset[i - 1])) {
 			snprintf(errbuf, errlen, "%s: invalid options: indices holds row %llu %s",
 			         path, (unsigned long long)l->subset[i],
-			         l->subset[i] >= l->n_rows ? "past the last row" : "twice");
+			         l->subset[i] >= l->coll.n_rows ? "past the last row" : "twice");
 			return -EINVAL;
 		}
 	}
@@ -221,7 +221,7 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
  */
 static int prepare_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	uint64_t n = l->o.indices ? l->o.n_indices : l->n_rows;
+	uint64_t n = l->o.indices ? l->o.n_indices : l->coll.n_rows;
 
 	if (l->weights_counted && l->o.n_weights != n) {
 		snprintf(errbuf, errlen, "%s: invalid options: n_weights = %llu but there are "
@@ -283,10 +283,10 @@ static uint64_t class_size(const int64_t *sorted, uint64_t n, int64_t v)
  */
 static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	uint64_t n = l->subset ? l->o.n_indices : l->n_rows;
+	uint64_t n = l->subset ? l->o.n_indices : l->coll.n_rows;
 	scf__obs_col col;
 	int64_t *sorted;
-	int rc = scf__coll_obs_load(l, &col, l->o.balance_obs, errbuf, errlen);
+	int rc = scf__coll_obs_load(&l->coll, &col, l->o.balance_obs, errbuf, errlen);
 
 	if (rc < 0)
 		return rc;
@@ -319,15 +319,15 @@ static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t
 /* Column selection: old column -> new column, -1 for dropped columns. */
 static int prepare_columns(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
-	l->col_map = scf__alloc_array(l->n_cols, sizeof(int32_t));
+	l->col_map = scf__alloc_array(l->coll.n_cols, sizeof(int32_t));
 	if (!l->col_map)
 		return -ENOMEM;
-	memset(l->col_map, 0xff, l->n_cols * sizeof(int32_t));
+	memset(l->col_map, 0xff, l->coll.n_cols * sizeof(int32_t));
 	for (uint32_t i = 0; i < l->o.n_columns; i++) {
 		int32_t c = l->o.columns[i];
-		if (c < 0 || (uint64_t)c >= l->n_cols || l->col_map[c] >= 0) {
+		if (c < 0 || (uint64_t)c >= l->coll.n_cols || l->col_map[c] >= 0) {
 			snprintf(errbuf, errlen, "%s: invalid options: columns[%u] = %d is %s", path,
-			         i, c, c < 0 || (uint64_t)c >= l->n_cols ? "outside the matrix"
+			         i, c, c < 0 || (uint64_t)c >= l->coll.n_cols ? "outside the matrix"
 			                                               : "given twice");
 			return -EINVAL;
 		}
@@ -382,7 +382,7 @@ static int init_ring(scf_loader *l)
 static int init_sampler(scf_loader *l)
 {
 	scf__sampler_cfg c = {
-		.n_rows = l->n_rows,
+		.n_rows = l->coll.n_rows,
 		.subset = l->subset,
 		.n_subset = l->o.n_indices,
 		.weights = l->weights,
@@ -441,7 +441,8 @@ static int open_input(scf_loader *l, const char *const *paths, uint32_t n,
 		return rc;
 	snprintf(l->matrix_key, sizeof(l->matrix_key), "%s", l->o.matrix);
 	l->o.matrix = l->matrix_key;
-	rc = scf__coll_open(l, paths, n, errbuf, errlen);
+	rc = scf__coll_open(&l->coll, paths, n, l->matrix_key, !(l->o.flags & SCF_F_BUFFERED),
+	                    errbuf, errlen);
 	if (rc == 0)
 		rc = load_obs(l, path, errbuf, errlen);
 	if (rc < 0)
@@ -456,10 +457,10 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 	const char *path = l->name;
 	int rc;
 
-	l->acfg = (scf__asm_cfg){ .fs = &l->files, .obs = l->obs, .n_obs = l->n_obs,
+	l->acfg = (scf__asm_cfg){ .fs = &l->coll.files, .obs = l->obs, .n_obs = l->n_obs,
 	                          .batch_size = l->o.batch_size, .output = (int)l->o.output,
-	                          .col_map = l->col_map, .n_cols = l->n_cols,
-	                          .n_out_cols = l->col_map ? l->o.n_columns : l->n_cols,
+	                          .col_map = l->col_map, .n_cols = l->coll.n_cols,
+	                          .n_out_cols = l->col_map ? l->o.n_columns : l->coll.n_cols,
 	                          .target_sum = l->o.normalize_total,
 	                          .log1p = !!(l->o.flags & SCF_F_LOG1P) };
 	rc = init_sampler(l);
@@ -473,7 +474,7 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 		return rc;
 	}
 	/* aligned reads suit buffered files too; unaligned ones fail on O_DIRECT files */
-	l->pcfg.align = l->any_direct ? 4096 : 1;
+	l->pcfg.align = l->coll.any_direct ? 4096 : 1;
 	l->pcfg.max_read = l->o.max_read;
 	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
 	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
@@ -486,7 +487,7 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 		rc = -ENOMEM;
 		goto fail_slots;
 	}
-	rc = scf__io_init(&l->io, l->fds, l->n_files, l->o.queue_depth,
+	rc = scf__io_init(&l->io, l->coll.fds, l->coll.n_files, l->o.queue_depth,
 	                  !!(l->o.flags & SCF_F_PREAD));
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: cannot set up reads (%s): %s", path, l->io.why,
@@ -541,7 +542,7 @@ int scf_open_collection(scf_loader **out, const char *const *paths, uint32_t n_p
 		snprintf(errbuf, errlen, "%s: %s", l->name, scf_strerror(rc));
 	free_selection(l);
 	free_obs(l);
-	scf__coll_close(l);
+	scf__coll_close(&l->coll);
 	free(l);
 	return rc;
 }
@@ -554,32 +555,32 @@ int scf_open(scf_loader **out, const char *path, const scf_options *opts,
 
 int scf_row_locate(const scf_loader *l, uint64_t row, uint32_t *file, uint64_t *file_row)
 {
-	if (!l || row >= l->n_rows)
+	if (!l || row >= l->coll.n_rows)
 		return -EINVAL;
-	uint32_t f = scf__files_find(&l->files, row);
+	uint32_t f = scf__files_find(&l->coll.files, row);
 	if (file)
 		*file = f;
 	if (file_row)
-		*file_row = row - l->row0[f];
+		*file_row = row - l->coll.row0[f];
 	return 0;
 }
 
 uint32_t scf_file_count(const scf_loader *l)
 {
-	return l ? l->n_files : 0;
+	return l ? l->coll.n_files : 0;
 }
 
 int scf_file_info(const scf_loader *l, uint32_t file, const char **path, uint64_t *first_row,
                   uint64_t *n_rows)
 {
-	if (!l || file >= l->n_files)
+	if (!l || file >= l->coll.n_files)
 		return -EINVAL;
 	if (path)
-		*path = l->mats[file].path;
+		*path = l->coll.mats[file].path;
 	if (first_row)
-		*first_row = l->row0[file];
+		*first_row = l->coll.row0[file];
 	if (n_rows)
-		*n_rows = l->mats[file].n_rows;
+		*n_rows = l->coll.mats[file].n_rows;
 	return 0;
 }
 
@@ -647,7 +648,7 @@ int scf_set_epoch(scf_loader *l, uint32_t epoch)
 /* FNV-1a over what decides the order of batches: a state fits only its own stream. */
 static uint64_t config_hash(const scf_loader *l)
 {
-	uint64_t v[] = { l->n_rows, l->nnz, l->o.strategy, l->o.fetch_shuffle, l->o.flags &
+	uint64_t v[] = { l->coll.n_rows, l->coll.nnz, l->o.strategy, l->o.fetch_shuffle, l->o.flags &
 	                 (SCF_F_DROP_LAST | SCF_F_NO_REPLACEMENT | SCF_F_EVEN_RANKS),
 	                 l->o.batch_size,
 	                 l->o.block_size, l->o.fetch_factor, l->o.seed, l->o.rank,
@@ -661,8 +662,8 @@ static uint64_t config_hash(const scf_loader *l)
 	for (uint64_t i = 0; l->subset && i < l->o.n_indices; i++)
 		h = (h ^ l->subset[i]) * 0x100000001b3ULL;
 	/* a collection's position fits only the same files in the same order */
-	for (uint32_t f = 0; l->n_files > 1 && f <= l->n_files; f++)
-		h = (h ^ l->row0[f]) * 0x100000001b3ULL;
+	for (uint32_t f = 0; l->coll.n_files > 1 && f <= l->coll.n_files; f++)
+		h = (h ^ l->coll.row0[f]) * 0x100000001b3ULL;
 	return h;
 }
 
@@ -728,10 +729,10 @@ int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_par
 int scf_info_get(const scf_loader *l, scf_info *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->n_rows = l->n_rows;
-	out->n_cols = l->n_cols;
-	out->nnz = l->nnz;
-	out->dense = l->mats[0].encoding == SCF__DENSE;
+	out->n_rows = l->coll.n_rows;
+	out->n_cols = l->coll.n_cols;
+	out->nnz = l->coll.nnz;
+	out->dense = l->coll.mats[0].encoding == SCF__DENSE;
 	out->batches_per_epoch = l->batches_per_epoch;
 	out->rows_per_epoch = l->rows_per_epoch;
 	out->output_buffers = l->ring.n_slots;
@@ -746,7 +747,7 @@ void scf_stats_get(scf_loader *l, scf_stats *out)
 	out->reads_submitted = __atomic_load_n(&l->io.reads_submitted, __ATOMIC_RELAXED);
 	out->reads_requeued = __atomic_load_n(&l->io.reads_requeued, __ATOMIC_RELAXED);
 	out->pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
-	out->direct = (uint32_t)l->direct;
+	out->direct = (uint32_t)l->coll.direct;
 }
 
 const char *scf_io_backend(const scf_loader *l)
@@ -770,6 +771,6 @@ void scf_close(scf_loader *l)
 	scf__sampler_free(&l->smp);
 	free_selection(l);
 	free_obs(l);
-	scf__coll_close(l);
+	scf__coll_close(&l->coll);
 	free(l);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine/assemble.h"
+#include "engine/collection.h"
 #include "engine/pinned.h"
 #include "engine/plan.h"
 #include "engine/sampler.h"
@@ -24,14 +25,7 @@ struct scf_loader {
 	scf_options o;             /* resolved options (defaults filled in) */
 	char matrix_key[128];
 	/* The files, one index space: file f holds global rows [row0[f], row0[f+1]). */
-	uint32_t n_files;
-	scf__matrix *mats;         /* n_files */
-	int *fds;                  /* n_files; -1: not open */
-	uint64_t *row0;            /* n_files + 1 */
-	scf__files files;          /* the view plan and assembly use */
-	uint64_t n_rows, n_cols, nnz; /* of the whole collection */
-	int direct;                /* 1 if every file is read with O_DIRECT */
-	int any_direct;            /* 1 if some file is: reads must be aligned */
+	scf__collection coll;      /* the files, one index space */
 	char name[4200];           /* the file, or "first (and N more files)": for messages */
 	scf__obs_col *obs;         /* n_obs requested obs columns */
 	uint32_t n_obs;
@@ -56,16 +50,6 @@ struct scf_loader {
 	uint64_t prod_k, prod_seq;
 	uint64_t batches_per_epoch, rows_per_epoch;
 };
-
-/* collection.c: open every file (O_DIRECT where it can), describe its
- * matrix and check that all share one gene axis.  0 or a code + sentence. */
-int scf__coll_open(scf_loader *l, const char *const *paths, uint32_t n, char *errbuf,
-                   size_t errlen);
-void scf__coll_close(scf_loader *l);
-/* obs column `name` of every file, concatenated; categories mapped to the
- * union of the files' category lists. */
-int scf__coll_obs_load(const scf_loader *l, scf__obs_col *c, const char *name, char *errbuf,
-                       size_t errlen);
 
 /* pipeline.c */
 int scf__pipeline_start(scf_loader *l);

@@ -65,7 +65,7 @@ static int plan_slot(scf_loader *l, scf__slot *s)
 	uint64_t to_read = 0;
 	int rc;
 
-	rc = scf__plan_build_files(&s->plan, &l->files, &l->pcfg, s->ord.rows, s->ord.n);
+	rc = scf__plan_build_files(&s->plan, &l->coll.files, &l->pcfg, s->ord.rows, s->ord.n);
 	if (rc == 0)
 		rc = ensure_buffer(&s->staging, &s->staging_cap, s->plan.staging_bytes,
 		                   pages_alloc, pages_free, NULL);
@@ -107,7 +107,7 @@ static void queue_for_decode(scf_loader *l, scf__slot *s)
 
 	if (s->io_error) {
 		scf__ioreq *rq = s->bad_req;
-		const char *path = l->mats[rq->file].path; /* the file the read went to */
+		const char *path = l->coll.mats[rq->file].path; /* the file the read went to */
 		if (s->io_error == -ENODATA)
 			snprintf(msg, sizeof(msg), "%s: %s: file truncated: the read at byte %llu "
 			         "needed %u bytes and the file ended after %u", path, l->matrix_key,
@@ -226,7 +226,7 @@ static void *work_main(void *arg)
 {
 	scf_loader *l = arg;
 	scf__scratch sc;
-	int ok = scf__scratch_init(&sc, &l->files, scf__sampler_fetch_rows(&l->smp)) == 0;
+	int ok = scf__scratch_init(&sc, &l->coll.files, scf__sampler_fetch_rows(&l->smp)) == 0;
 	scf__slot *s;
 
 	while ((s = scf__ring_take_work(&l->ring)) != NULL) {

@@ -2,8 +2,11 @@
  * formats/h5chunks.c — a dataset's chunk index (object header -> layout
  * message -> B-tree or array index) read with pread() in one pass into the
  * dense chunk map the planner uses.  Opening thread only; no HDF5 calls.
+ * Here: what every index kind shares (checked metadata reads, the object
+ * header walk, the dataspace and layout messages, the grid, the overlap
+ * checks); each kind of index has its own file, formats/h5index_*.c.
  */
-#include "formats/h5chunks.h"
+#include "formats/h5chunks_int.h"
 #include "scfetch.h"
 
 #include <errno.h>
@@ -17,17 +20,6 @@
 #define SCF__H5_MAX_BLOCK   (16u << 20) /* largest object header block we accept */
 #define SCF__H5_MAX_CONT    256         /* continuation blocks per object header */
 #define SCF__H5_MSG_CAP     1024        /* bytes kept of a dataspace/layout message */
-#define SCF__H5_MAX_DEPTH   64          /* B-tree levels */
-#define SCF__H5_NONE        UINT64_MAX
-
-enum scf__h5_index {
-	SCF__IDX_BTREE1 = 0, /* layout version 3 */
-	SCF__IDX_SINGLE = 1,
-	SCF__IDX_IMPLICIT = 2,
-	SCF__IDX_FARRAY = 3,
-	SCF__IDX_EARRAY = 4,
-	SCF__IDX_BTREE2 = 5
-};
 
 /* One header message we need, copied out of its block. */
 typedef struct scf__h5msg {
@@ -46,64 +38,8 @@ typedef struct scf__h5ohdr {
 	unsigned v2flags; /* version-2 header flags (creation order bit) */
 } scf__h5ohdr;
 
-/* The chunked layout message, decoded. */
-typedef struct scf__h5layout {
-	unsigned version, index, flags, ndims;
-	uint64_t cdims[3];
-	uint64_t addr;
-	uint64_t single_size;  /* single chunk index, filtered */
-	uint32_t single_mask;
-	uint8_t fa_page_bits;
-	uint8_t ea[5];         /* max bits, index elmts, min ptrs, min elmts, page bits */
-} scf__h5layout;
-
-/* One parse: the file, the dataset's geometry and the map being filled. */
-typedef struct scf__h5r {
-	int fd;
-	unsigned sa, ss;       /* bytes per address / length */
-	uint64_t undef;        /* the undefined address at width sa */
-	uint64_t base, eof;
-	char *err;
-	size_t errlen;
-	unsigned rank;
-	uint64_t dims[2], maxdims[2], cdims[2];
-	uint64_t elem_size, chunk_bytes;
-	unsigned slow;         /* dimension that varies slowest in array indexes */
-	uint64_t down;         /* array entries per step of the slow dimension */
-	uint64_t maxgrid[2];   /* chunks per dimension at the maximum extent */
-	uint64_t n_lin;        /* array entries that cover the current grid */
-	scf__chunk_map *map;
-	uint8_t *node[SCF__H5_MAX_DEPTH]; /* one B-tree node buffer per depth */
-	size_t node_cap[SCF__H5_MAX_DEPTH];
-	size_t node_guess;
-	uint64_t *seen;        /* B-tree node addresses visited (open addressing) */
-	size_t seen_cap, seen_n;
-	/* Metadata blocks read (exact extents), which no chunk may overlap;
-	 * meta[i].id indexes meta_what, the kind of block, for messages. */
-	scf__byte_range *meta;
-	const char **meta_what;
-	size_t meta_n, meta_cap;
-	int meta_off;          /* reads of a guessed length: not recorded */
-} scf__h5r;
-
-/* Element format shared by the fixed and extensible arrays. */
-typedef struct scf__h5arr {
-	const char *what;
-	unsigned client;       /* 1: filtered chunks (address, size, mask) */
-	unsigned esize, csize; /* bytes per element, bytes of its size field */
-	uint64_t hdr_addr;
-} scf__h5arr;
-
-/* Extensible array geometry derived from its creation parameters. */
-typedef struct scf__h5ea {
-	scf__h5arr a;
-	unsigned max_bits, idx_elmts, min_elmts, min_ptrs, page_bits;
-	unsigned nsblks, iblock_nsblks, ndblk_addrs, nsblk_addrs, arr_off;
-} scf__h5ea;
-
 /* Write the sentence that explains a failure and pass its code through. */
-__attribute__((format(printf, 3, 4)))
-static int scf__h5_fail(scf__h5r *r, int code, const char *fmt, ...)
+int scf__h5_fail(scf__h5r *r, int code, const char *fmt, ...)
 {
 	if (r->err && r->errlen) {
 		va_list ap;
@@ -114,25 +50,10 @@ static int scf__h5_fail(scf__h5r *r, int code, const char *fmt, ...)
 	return code;
 }
 
-/* Little-endian field of n (1..8) bytes; HDF5 metadata is little-endian. */
-static uint64_t scf__h5_get(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-	for (unsigned i = n; i-- > 0;)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t scf__h5_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 #define SCF__ROT(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
 
 /* Jenkins lookup3 (hashlittle, initval 0): the checksum of HDF5 metadata. */
-static uint32_t scf__h5_lookup3(const uint8_t *k, size_t len)
+static uint32_t lookup3(const uint8_t *k, size_t len)
 {
 	uint32_t a, b, c;
 	uint8_t tail[12];
@@ -169,10 +90,10 @@ static uint32_t scf__h5_lookup3(const uint8_t *k, size_t len)
 }
 
 /* A block whose last four bytes are the checksum of the rest. */
-static int scf__h5_sum(scf__h5r *r, const uint8_t *p, size_t len, const char *what,
-                       uint64_t addr)
+int scf__h5_sum(scf__h5r *r, const uint8_t *p, size_t len, const char *what,
+                uint64_t addr)
 {
-	if (len < 4 || scf__h5_lookup3(p, len - 4) != scf__h5_le32(p + len - 4))
+	if (len < 4 || lookup3(p, len - 4) != scf__h5_le32(p + len - 4))
 		return scf__h5_fail(r, SCF_E_CORRUPT,
 		                    "the checksum of the %s at address %llu does not match",
 		                    what, (unsigned long long)addr);
@@ -180,7 +101,7 @@ static int scf__h5_sum(scf__h5r *r, const uint8_t *p, size_t len, const char *wh
 }
 
 /* Absolute offset of [rel, rel+len) when it lies inside the file. */
-static int scf__h5_span(const scf__h5r *r, uint64_t rel, uint64_t len, uint64_t *abs)
+int scf__h5_span(const scf__h5r *r, uint64_t rel, uint64_t len, uint64_t *abs)
 {
 	if (rel == r->undef || rel > r->eof - r->base)
 		return 0;
@@ -189,7 +110,7 @@ static int scf__h5_span(const scf__h5r *r, uint64_t rel, uint64_t len, uint64_t 
 }
 
 /* Remember a metadata block's extent (absolute) for the overlap check. */
-static int scf__h5_meta(scf__h5r *r, uint64_t abs, uint64_t len, const char *what)
+int scf__h5_meta(scf__h5r *r, uint64_t abs, uint64_t len, const char *what)
 {
 	if (len == 0)
 		return 0;
@@ -211,8 +132,8 @@ static int scf__h5_meta(scf__h5r *r, uint64_t abs, uint64_t len, const char *wha
 }
 
 /* The whole of len bytes at relative address rel, or a reason why not. */
-static int scf__h5_read(scf__h5r *r, uint64_t rel, void *buf, size_t len,
-                        const char *what)
+int scf__h5_read(scf__h5r *r, uint64_t rel, void *buf, size_t len,
+                 const char *what)
 {
 	uint64_t abs;
 	size_t done = 0;
@@ -242,8 +163,8 @@ static int scf__h5_read(scf__h5r *r, uint64_t rel, void *buf, size_t len,
 }
 
 /* Up to want bytes at rel, fewer where the file ends first (headers, nodes). */
-static int scf__h5_read_upto(scf__h5r *r, uint64_t rel, void *buf, size_t want,
-                             size_t *got, const char *what)
+int scf__h5_read_upto(scf__h5r *r, uint64_t rel, void *buf, size_t want,
+                      size_t *got, const char *what)
 {
 	uint64_t abs;
 
@@ -261,7 +182,7 @@ static int scf__h5_read_upto(scf__h5r *r, uint64_t rel, void *buf, size_t want,
 }
 
 /* A fresh buffer for a block read from the file. */
-static uint8_t *scf__h5_alloc(scf__h5r *r, uint64_t len, int *rc)
+uint8_t *scf__h5_alloc(scf__h5r *r, uint64_t len, int *rc)
 {
 	uint8_t *p = len <= SIZE_MAX ? malloc(len ? (size_t)len : 1) : NULL;
 	if (!p)
@@ -274,8 +195,8 @@ static uint8_t *scf__h5_alloc(scf__h5r *r, uint64_t len, int *rc)
 /* Object header                                                            */
 
 /* Keep a copy of a dataspace or layout message. */
-static int scf__h5_keep(scf__h5r *r, scf__h5msg *m, const char *what,
-                        const uint8_t *d, size_t len, unsigned flags)
+static int keep(scf__h5r *r, scf__h5msg *m, const char *what,
+                const uint8_t *d, size_t len, unsigned flags)
 {
 	if (m->found)
 		return scf__h5_fail(r, SCF_E_CORRUPT,
@@ -288,7 +209,7 @@ static int scf__h5_keep(scf__h5r *r, scf__h5msg *m, const char *what,
 }
 
 /* Queue a continuation block, refusing loops and absurd sizes. */
-static int scf__h5_cont(scf__h5r *r, scf__h5ohdr *h, const uint8_t *d, size_t len)
+static int cont(scf__h5r *r, scf__h5ohdr *h, const uint8_t *d, size_t len)
 {
 	uint64_t addr, blen;
 
@@ -316,24 +237,24 @@ static int scf__h5_cont(scf__h5r *r, scf__h5ohdr *h, const uint8_t *d, size_t le
 }
 
 /* Act on one message: keep the two we need, follow continuations. */
-static int scf__h5_msg(scf__h5r *r, scf__h5ohdr *h, unsigned type, unsigned flags,
-                       const uint8_t *d, size_t len)
+static int msg(scf__h5r *r, scf__h5ohdr *h, unsigned type, unsigned flags,
+               const uint8_t *d, size_t len)
 {
 	switch (type) {
 	case 0x01:
-		return scf__h5_keep(r, &h->space, "dataspace", d, len, flags);
+		return keep(r, &h->space, "dataspace", d, len, flags);
 	case 0x08:
-		return scf__h5_keep(r, &h->layout, "data layout", d, len, flags);
+		return keep(r, &h->layout, "data layout", d, len, flags);
 	case 0x10:
-		return scf__h5_cont(r, h, d, len);
+		return cont(r, h, d, len);
 	default:
 		return 0;
 	}
 }
 
 /* The messages packed in one header block (v1: 8-byte prefixes, v2: 4 or 6). */
-static int scf__h5_messages(scf__h5r *r, scf__h5ohdr *h, int v2, const uint8_t *p,
-                            size_t len)
+static int messages(scf__h5r *r, scf__h5ohdr *h, int v2, const uint8_t *p,
+                    size_t len)
 {
 	size_t pre = v2 ? 4u + ((h->v2flags & 0x04) ? 2u : 0u) : 8u, off = 0;
 
@@ -348,7 +269,7 @@ static int scf__h5_messages(scf__h5r *r, scf__h5ohdr *h, int v2, const uint8_t *
 			return scf__h5_fail(r, SCF_E_CORRUPT,
 			                    "an object header message (type %u, %zu bytes) runs "
 			                    "past the end of its block", type, size);
-		rc = scf__h5_msg(r, h, type, flags, m + pre, size);
+		rc = msg(r, h, type, flags, m + pre, size);
 		if (rc < 0)
 			return rc;
 		off += pre + size;
@@ -357,7 +278,7 @@ static int scf__h5_messages(scf__h5r *r, scf__h5ohdr *h, int v2, const uint8_t *
 }
 
 /* Size of a version-2 header prefix, or 0 when the buffer is too short. */
-static size_t scf__h5_v2_prefix(const uint8_t *p, size_t got, uint64_t *chunk0)
+static size_t v2_prefix(const uint8_t *p, size_t got, uint64_t *chunk0)
 {
 	unsigned flags = p[5];
 	size_t off = 6 + ((flags & 0x20) ? 16 : 0) + ((flags & 0x10) ? 4 : 0);
@@ -370,8 +291,8 @@ static size_t scf__h5_v2_prefix(const uint8_t *p, size_t got, uint64_t *chunk0)
 }
 
 /* First block of a version-2 object header ("OHDR"), checksum included. */
-static int scf__h5_ohdr_v2(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
-                           uint8_t *buf, size_t got)
+static int ohdr_v2(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
+                   uint8_t *buf, size_t got)
 {
 	uint64_t chunk0, total;
 	size_t pre;
@@ -383,7 +304,7 @@ static int scf__h5_ohdr_v2(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
 		                    "object header version %u is not supported",
 		                    got > 4 ? buf[4] : 0);
 	h->v2flags = buf[5];
-	pre = scf__h5_v2_prefix(buf, got, &chunk0);
+	pre = v2_prefix(buf, got, &chunk0);
 	if (pre == 0 || chunk0 > SCF__H5_MAX_BLOCK)
 		return scf__h5_fail(r, SCF_E_CORRUPT,
 		                    "the object header at address %llu is truncated",
@@ -400,7 +321,7 @@ static int scf__h5_ohdr_v2(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
 	rc = scf__h5_sum(r, p, (size_t)total, "object header", addr);
 	if (rc < 0)
 		goto out;
-	rc = scf__h5_messages(r, h, 1, p + pre, (size_t)chunk0);
+	rc = messages(r, h, 1, p + pre, (size_t)chunk0);
 out:
 	if (p != buf)
 		free(p);
@@ -408,8 +329,8 @@ out:
 }
 
 /* First block of a version-1 object header: 16-byte prefix, then messages. */
-static int scf__h5_ohdr_v1(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
-                           uint8_t *buf, size_t got)
+static int ohdr_v1(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
+                   uint8_t *buf, size_t got)
 {
 	uint64_t size;
 	uint8_t *p = buf + 16;
@@ -432,7 +353,7 @@ static int scf__h5_ohdr_v1(scf__h5r *r, scf__h5ohdr *h, uint64_t addr,
 		if (rc < 0)
 			goto out;
 	}
-	rc = scf__h5_messages(r, h, 0, p, (size_t)size);
+	rc = messages(r, h, 0, p, (size_t)size);
 out:
 	if (p != buf + 16)
 		free(p);
@@ -440,7 +361,7 @@ out:
 }
 
 /* One continuation block ("OCHK" and a checksum in version 2). */
-static int scf__h5_ohdr_cont(scf__h5r *r, scf__h5ohdr *h, int v2, unsigned i)
+static int ohdr_cont(scf__h5r *r, scf__h5ohdr *h, int v2, unsigned i)
 {
 	uint64_t addr = h->cont_addr[i], len = h->cont_len[i];
 	int rc = 0;
@@ -460,15 +381,15 @@ static int scf__h5_ohdr_cont(scf__h5r *r, scf__h5ohdr *h, int v2, unsigned i)
 	rc = scf__h5_sum(r, p, (size_t)len, "object header continuation block", addr);
 messages:
 	if (rc == 0)
-		rc = v2 ? scf__h5_messages(r, h, 1, p + 4, (size_t)len - 8)
-		        : scf__h5_messages(r, h, 0, p, (size_t)len);
+		rc = v2 ? messages(r, h, 1, p + 4, (size_t)len - 8)
+		        : messages(r, h, 0, p, (size_t)len);
 out:
 	free(p);
 	return rc;
 }
 
 /* All messages of the dataset's object header, following continuations. */
-static int scf__h5_ohdr(scf__h5r *r, scf__h5ohdr *h, uint64_t addr)
+static int ohdr(scf__h5r *r, scf__h5ohdr *h, uint64_t addr)
 {
 	uint8_t buf[1024];
 	size_t got = 0;
@@ -481,10 +402,10 @@ static int scf__h5_ohdr(scf__h5r *r, scf__h5ohdr *h, uint64_t addr)
 		return scf__h5_fail(r, SCF_E_CORRUPT,
 		                    "no object header at address %llu (version byte %u)",
 		                    (unsigned long long)addr, buf[0]);
-	rc = v2 ? scf__h5_ohdr_v2(r, h, addr, buf, got)
-	        : scf__h5_ohdr_v1(r, h, addr, buf, got);
+	rc = v2 ? ohdr_v2(r, h, addr, buf, got)
+	        : ohdr_v1(r, h, addr, buf, got);
 	for (unsigned i = 0; rc == 0 && i < h->ncont; i++)
-		rc = scf__h5_ohdr_cont(r, h, v2, i);
+		rc = ohdr_cont(r, h, v2, i);
 	return rc;
 }
 
@@ -492,7 +413,7 @@ static int scf__h5_ohdr(scf__h5r *r, scf__h5ohdr *h, uint64_t addr)
 /* Dataspace and layout messages                                            */
 
 /* Current and maximum extents; they must agree with what HDF5 reported. */
-static int scf__h5_dataspace(scf__h5r *r, const scf__h5msg *m)
+static int dataspace(scf__h5r *r, const scf__h5msg *m)
 {
 	const uint8_t *d = m->d;
 	size_t off, need;
@@ -527,7 +448,7 @@ static int scf__h5_dataspace(scf__h5r *r, const scf__h5msg *m)
 }
 
 /* Bytes of the index-specific fields that precede the index address. */
-static int scf__h5_index_info(scf__h5r *r, scf__h5layout *l, const uint8_t *p, size_t left)
+static int index_info(scf__h5r *r, scf__h5layout *l, const uint8_t *p, size_t left)
 {
 	size_t need = l->index == SCF__IDX_SINGLE ? ((l->flags & 2) ? r->ss + 4u : 0u)
 	            : l->index == SCF__IDX_IMPLICIT ? 0
@@ -553,7 +474,7 @@ static int scf__h5_index_info(scf__h5r *r, scf__h5layout *l, const uint8_t *p, s
 }
 
 /* Layout version 4: variable-width chunk dims, then the index type. */
-static int scf__h5_layout_v4(scf__h5r *r, scf__h5layout *l, const uint8_t *d, size_t len)
+static int layout_v4(scf__h5r *r, scf__h5layout *l, const uint8_t *d, size_t len)
 {
 	unsigned w;
 	size_t off;
@@ -574,11 +495,11 @@ static int scf__h5_layout_v4(scf__h5r *r, scf__h5layout *l, const uint8_t *d, si
 		l->cdims[i] = scf__h5_get(d + 5 + (size_t)i * w, w);
 	off = 5 + (size_t)l->ndims * w;
 	l->index = d[off];
-	return scf__h5_index_info(r, l, d + off + 1, len - off - 1);
+	return index_info(r, l, d + off + 1, len - off - 1);
 }
 
 /* Layout version 3: 4-byte chunk dims and a version-1 B-tree address. */
-static int scf__h5_layout_v3(scf__h5r *r, scf__h5layout *l, const uint8_t *d, size_t len)
+static int layout_v3(scf__h5r *r, scf__h5layout *l, const uint8_t *d, size_t len)
 {
 	if (len < 3)
 		return scf__h5_fail(r, SCF_E_CORRUPT, "the data layout message is truncated");
@@ -595,7 +516,7 @@ static int scf__h5_layout_v3(scf__h5r *r, scf__h5layout *l, const uint8_t *d, si
 }
 
 /* Decode the layout message and cross-check it with the caller's chunk shape. */
-static int scf__h5_layout(scf__h5r *r, const scf__h5msg *m, scf__h5layout *l)
+static int layout(scf__h5r *r, const scf__h5msg *m, scf__h5layout *l)
 {
 	int rc;
 
@@ -612,8 +533,8 @@ static int scf__h5_layout(scf__h5r *r, const scf__h5msg *m, scf__h5layout *l)
 		return scf__h5_fail(r, SCF_E_CORRUPT,
 		                    "the data layout message says layout class %u, not chunked",
 		                    m->d[1]);
-	rc = l->version == 3 ? scf__h5_layout_v3(r, l, m->d, m->len)
-	                     : scf__h5_layout_v4(r, l, m->d, m->len);
+	rc = l->version == 3 ? layout_v3(r, l, m->d, m->len)
+	                     : layout_v4(r, l, m->d, m->len);
 	if (rc < 0)
 		return rc;
 	for (unsigned i = 0; i < r->rank; i++)
@@ -634,7 +555,7 @@ static int scf__h5_layout(scf__h5r *r, const scf__h5msg *m, scf__h5layout *l)
 /* Grid and map                                                             */
 
 /* How array indexes (fixed/extensible/implicit) linearise chunk positions. */
-static int scf__h5_linear(scf__h5r *r, const scf__h5layout *l)
+static int linear(scf__h5r *r, const scf__h5layout *l)
 {
 	const scf__chunk_map *m = r->map;
 	unsigned nunlim = 0, fast;
@@ -672,7 +593,7 @@ static int scf__h5_linear(scf__h5r *r, const scf__h5layout *l)
 }
 
 /* Map index of array entry li, or SCF__H5_NONE outside the current grid. */
-static uint64_t scf__h5_lin_to_map(const scf__h5r *r, uint64_t li)
+uint64_t scf__h5_lin_to_map(const scf__h5r *r, uint64_t li)
 {
 	const scf__chunk_map *m = r->map;
 	uint64_t ps = r->down == 1 ? li : li / r->down;
@@ -686,8 +607,8 @@ static uint64_t scf__h5_lin_to_map(const scf__h5r *r, uint64_t li)
 }
 
 /* Record one chunk after checking that its extent lies inside the file. */
-static int scf__h5_put(scf__h5r *r, uint64_t idx, uint64_t rel, uint64_t size,
-                       uint32_t mask, const char *what)
+int scf__h5_put(scf__h5r *r, uint64_t idx, uint64_t rel, uint64_t size,
+                uint32_t mask, const char *what)
 {
 	uint64_t abs;
 
@@ -708,618 +629,10 @@ static int scf__h5_put(scf__h5r *r, uint64_t idx, uint64_t rel, uint64_t size,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Version-1 B-tree                                                         */
-
-#define SCF__H5_SLOT(v, cap) ((size_t)((v) * 0x9e3779b97f4a7c15ull >> 20) & ((cap) - 1))
-
-/* Double the visited-node set, rehashing what it holds. */
-static int scf__h5_seen_grow(scf__h5r *r)
-{
-	size_t cap = r->seen_cap ? 2 * r->seen_cap : 1024;
-	uint64_t *s = malloc(cap * sizeof(*s));
-
-	if (!s)
-		return scf__h5_fail(r, -ENOMEM, "out of memory walking the B-tree");
-	memset(s, 0xff, cap * sizeof(*s));
-	for (size_t i = 0; i < r->seen_cap; i++) {
-		size_t j = SCF__H5_SLOT(r->seen[i], cap);
-		if (r->seen[i] == UINT64_MAX)
-			continue;
-		while (s[j] != UINT64_MAX)
-			j = (j + 1) & (cap - 1);
-		s[j] = r->seen[i];
-	}
-	free(r->seen);
-	r->seen = s;
-	r->seen_cap = cap;
-	return 0;
-}
-
-/* Remember a node address: reaching one twice means a loop (or shared subtree). */
-static int scf__h5_visit(scf__h5r *r, uint64_t addr)
-{
-	size_t j;
-	int rc;
-
-	if (2 * (r->seen_n + 1) > r->seen_cap && (rc = scf__h5_seen_grow(r)) < 0)
-		return rc;
-	for (j = SCF__H5_SLOT(addr, r->seen_cap); r->seen[j] != UINT64_MAX;
-	     j = (j + 1) & (r->seen_cap - 1))
-		if (r->seen[j] == addr)
-			return scf__h5_fail(r, SCF_E_CORRUPT,
-			                    "B-tree node %llu is reached twice (a loop)",
-			                    (unsigned long long)addr);
-	r->seen[j] = addr;
-	r->seen_n++;
-	return 0;
-}
-
-/* Read one node into the buffer of its depth: one pread, two if it is large. */
-static int scf__h5_node_read(scf__h5r *r, unsigned depth, uint64_t addr, size_t key)
-{
-	size_t hdr = 8 + 2 * (size_t)r->sa, got = 0, need;
-	unsigned n;
-	int rc;
-
-	if (r->node_cap[depth] < r->node_guess) {
-		free(r->node[depth]);
-		r->node[depth] = malloc(r->node_guess);
-		r->node_cap[depth] = r->node[depth] ? r->node_guess : 0;
-		if (!r->node[depth])
-			return scf__h5_fail(r, -ENOMEM, "out of memory for a B-tree node");
-	}
-	rc = scf__h5_read_upto(r, addr, r->node[depth], r->node_cap[depth], &got, "B-tree node");
-	if (rc < 0)
-		return rc;
-	if (got < hdr || memcmp(r->node[depth], "TREE", 4) != 0)
-		return scf__h5_fail(r, SCF_E_CORRUPT, "no B-tree node signature at address %llu",
-		                    (unsigned long long)addr);
-	n = (unsigned)scf__h5_get(r->node[depth] + 6, 2);
-	need = hdr + (size_t)n * (key + r->sa) + key;
-	if (need > got) {
-		if (need > r->node_guess)
-			r->node_guess = need;
-		if (r->node_cap[depth] < need) {
-			uint8_t *p = realloc(r->node[depth], need);
-			if (!p)
-				return scf__h5_fail(r, -ENOMEM, "out of memory for a B-tree node");
-			r->node[depth] = p;
-			r->node_cap[depth] = need;
-		}
-		return scf__h5_read(r, addr, r->node[depth], need, "B-tree node");
-	}
-	return scf__h5_meta(r, r->base + addr, need, "B-tree node");
-}
-
-/* One leaf entry: element offsets in the key become a grid position. */
-static int scf__h5_leaf_entry(scf__h5r *r, const uint8_t *k, uint64_t child)
-{
-	const scf__chunk_map *m = r->map;
-	uint64_t pos[2] = { 0, 0 }, idx;
-
-	for (unsigned i = 0; i <= r->rank; i++) {
-		uint64_t off = scf__h5_get(k + 8 + 8 * (size_t)i, 8);
-		if (i == r->rank ? off != 0
-		                 : off % r->cdims[i] != 0 || off / r->cdims[i] >= m->grid[i])
-			return scf__h5_fail(r, SCF_E_CORRUPT,
-			                    "a B-tree key gives offset %llu in dimension %u, not a "
-			                    "chunk boundary inside the dataset",
-			                    (unsigned long long)off, i);
-		if (i < r->rank)
-			pos[i] = off / r->cdims[i];
-	}
-	idx = pos[0] * m->grid[1] + pos[1];
-	if (m->chunk[idx].addr != SCF__CHUNK_UNALLOCATED)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the B-tree lists chunk %llu twice", (unsigned long long)idx);
-	if (child == r->undef)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the B-tree gives chunk %llu no address", (unsigned long long)idx);
-	return scf__h5_put(r, idx, child, scf__h5_le32(k), scf__h5_le32(k + 4), "B-tree");
-}
-
-static int scf__h5_btree_node(scf__h5r *r, uint64_t addr, int level, unsigned depth);
-
-/* Walk the children (or chunks) of one node already in its depth's buffer. */
-static int scf__h5_node_entries(scf__h5r *r, unsigned depth, unsigned level,
-                                unsigned n, size_t key)
-{
-	size_t hdr = 8 + 2 * (size_t)r->sa;
-
-	for (unsigned i = 0; i < n; i++) {
-		const uint8_t *k = r->node[depth] + hdr + (size_t)i * (key + r->sa);
-		uint64_t child = scf__h5_get(k + key, r->sa);
-		int rc = level == 0 ? scf__h5_leaf_entry(r, k, child)
-		                    : scf__h5_btree_node(r, child, (int)level - 1, depth + 1);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* One node at the expected level (-1: the root, any level). */
-static int scf__h5_btree_node(scf__h5r *r, uint64_t addr, int level, unsigned depth)
-{
-	size_t key = 8 + 8 * ((size_t)r->rank + 1);
-	unsigned n, lv;
-	int rc;
-
-	if (depth >= SCF__H5_MAX_DEPTH)
-		return scf__h5_fail(r, SCF_E_CORRUPT, "the B-tree is deeper than %d levels",
-		                    SCF__H5_MAX_DEPTH);
-	rc = scf__h5_visit(r, addr);
-	if (rc == 0)
-		rc = scf__h5_node_read(r, depth, addr, key);
-	if (rc < 0)
-		return rc;
-	lv = r->node[depth][5];
-	n = (unsigned)scf__h5_get(r->node[depth] + 6, 2);
-	if (r->node[depth][4] != 1)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "B-tree node %llu has type %u, not raw data chunks",
-		                    (unsigned long long)addr, r->node[depth][4]);
-	if ((level >= 0 && lv != (unsigned)level) || (level < 0 && lv >= SCF__H5_MAX_DEPTH))
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "B-tree node %llu is at level %u, expected %d",
-		                    (unsigned long long)addr, lv, level);
-	if (n == 0 && level >= 0)
-		return scf__h5_fail(r, SCF_E_CORRUPT, "B-tree node %llu is empty",
-		                    (unsigned long long)addr);
-	return scf__h5_node_entries(r, depth, lv, n, key);
-}
-
-/* The whole version-1 B-tree; an undefined root means nothing was written. */
-static int scf__h5_btree1(scf__h5r *r, const scf__h5layout *l)
-{
-	int rc;
-
-	if (l->addr == r->undef)
-		return 0;
-	r->node_guess = 4096;
-	rc = scf__h5_btree_node(r, l->addr, -1, 0);
-	for (unsigned i = 0; i < SCF__H5_MAX_DEPTH; i++) {
-		free(r->node[i]);
-		r->node[i] = NULL;
-	}
-	free(r->seen);
-	r->seen = NULL;
-	return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Single chunk and implicit indexes                                        */
-
-/* A dataset of exactly one chunk: the layout message holds its extent. */
-static int scf__h5_single(scf__h5r *r, const scf__h5layout *l)
-{
-	if (r->map->n == 0 || l->addr == r->undef)
-		return 0;
-	if (r->map->n != 1)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "a single-chunk index on a dataset of %llu chunks",
-		                    (unsigned long long)r->map->n);
-	if (l->flags & 2)
-		return scf__h5_put(r, 0, l->addr, l->single_size, l->single_mask,
-		                   "single-chunk index");
-	return scf__h5_put(r, 0, l->addr, r->chunk_bytes, 0, "single-chunk index");
-}
-
-/* Chunks stored back to back in array order, all allocated up front. */
-static int scf__h5_implicit(scf__h5r *r, const scf__h5layout *l)
-{
-	uint64_t total, abs;
-
-	if (l->addr == r->undef || r->n_lin == 0)
-		return 0;
-	if (__builtin_mul_overflow(r->n_lin, r->chunk_bytes, &total) ||
-	    !scf__h5_span(r, l->addr, total, &abs))
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "implicitly indexed chunks at address %llu run past the "
-		                    "end of the file", (unsigned long long)l->addr);
-	for (uint64_t li = 0; li < r->n_lin; li++) {
-		uint64_t idx = scf__h5_lin_to_map(r, li);
-		if (idx == SCF__H5_NONE)
-			continue;
-		r->map->chunk[idx].addr = abs + li * r->chunk_bytes;
-		r->map->chunk[idx].size = (uint32_t)r->chunk_bytes;
-		r->map->chunk[idx].filter_mask = 0;
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Fixed and extensible arrays                                              */
-
-/* Element width rules: an address, plus size and mask when filtered. */
-static int scf__h5_arr_format(scf__h5r *r, scf__h5arr *a, unsigned client, unsigned esize)
-{
-	a->client = client;
-	a->esize = esize;
-	a->csize = 0;
-	if (client == 0 && esize == r->sa)
-		return 0;
-	if (client == 1 && esize > r->sa + 4 && esize <= r->sa + 12) {
-		a->csize = esize - r->sa - 4;
-		return 0;
-	}
-	return scf__h5_fail(r, SCF_E_CORRUPT, "%s entries of %u bytes (client %u)",
-	                    a->what, esize, client);
-}
-
-/* Entries [0, count) of a block, which start at array index li0. */
-static int scf__h5_elements(scf__h5r *r, const scf__h5arr *a, const uint8_t *p,
-                            uint64_t li0, uint64_t count)
-{
-	for (uint64_t k = 0; k < count && li0 + k < r->n_lin; k++, p += a->esize) {
-		uint64_t addr = scf__h5_get(p, r->sa), idx;
-		int rc;
-
-		if (addr == r->undef)
-			continue;
-		idx = scf__h5_lin_to_map(r, li0 + k);
-		if (idx == SCF__H5_NONE)
-			continue;
-		rc = a->client ? scf__h5_put(r, idx, addr, scf__h5_get(p + r->sa, a->csize),
-		                             scf__h5_le32(p + r->sa + a->csize), a->what)
-		               : scf__h5_put(r, idx, addr, r->chunk_bytes, 0, a->what);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* Common prefix of array blocks: signature, version 0, client, header address. */
-static int scf__h5_block_prefix(scf__h5r *r, const scf__h5arr *a, const uint8_t *p,
-                                const char *sig, uint64_t addr)
-{
-	if (memcmp(p, sig, 4) != 0 || p[4] != 0 || p[5] != a->client ||
-	    scf__h5_get(p + 6, r->sa) != a->hdr_addr)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "no valid %s block (\"%s\") at address %llu", a->what, sig,
-		                    (unsigned long long)addr);
-	return 0;
-}
-
-/* Bit i of an HDF5 page bitmap (most significant bit first). */
-static int scf__h5_bit(const uint8_t *map, uint64_t i)
-{
-	return (map[i / 8] >> (7 - i % 8)) & 1;
-}
-
-/*
- * Pages of a data block that the bitmap marks initialised, checksum each.
- * bit0 is the block's first page in the bitmap: an extensible-array super
- * block numbers the pages of all its data blocks in one run of bits.
- */
-static int scf__h5_pages(scf__h5r *r, const scf__h5arr *a, const uint8_t *pages,
-                         uint64_t addr, const uint8_t *bitmap, uint64_t bit0,
-                         uint64_t nelmts, uint64_t page_n, uint64_t li0)
-{
-	uint64_t npages = (nelmts + page_n - 1) / page_n;
-
-	for (uint64_t pg = 0; pg < npages && li0 + pg * page_n < r->n_lin; pg++) {
-		uint64_t cnt = nelmts - pg * page_n < page_n ? nelmts - pg * page_n : page_n;
-		const uint8_t *p = pages + pg * (page_n * a->esize + 4);
-		int rc;
-
-		if (!scf__h5_bit(bitmap, bit0 + pg))
-			continue;
-		rc = scf__h5_sum(r, p, (size_t)(cnt * a->esize + 4), "data block page", addr);
-		if (rc == 0)
-			rc = scf__h5_elements(r, a, p, li0 + pg * page_n, cnt);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* The fixed array's data block: entries inline, or a bitmap and pages. */
-static int scf__h5_fa_dblock(scf__h5r *r, const scf__h5arr *a, uint64_t addr,
-                             uint64_t nelmts, unsigned page_bits)
-{
-	uint64_t page_n = UINT64_C(1) << page_bits, npages, bm, pre, len, abs;
-	int paged = nelmts > page_n, rc = 0;
-	uint8_t *p;
-
-	npages = paged ? (nelmts + page_n - 1) / page_n : 0;
-	bm = (npages + 7) / 8;
-	pre = 6 + r->sa + bm + 4;
-	if (__builtin_mul_overflow(nelmts, a->esize, &len) ||
-	    __builtin_add_overflow(len, pre + 4 * npages, &len) ||
-	    !scf__h5_span(r, addr, len, &abs))
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the fixed array data block at address %llu (%llu entries) "
-		                    "lies past the end of the file", (unsigned long long)addr,
-		                    (unsigned long long)nelmts);
-	p = scf__h5_alloc(r, len, &rc);
-	if (!p)
-		return rc;
-	rc = scf__h5_read(r, addr, p, (size_t)len, "fixed array data block");
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_block_prefix(r, a, p, "FADB", addr);
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_sum(r, p, (size_t)(paged ? pre : len), "fixed array data block", addr);
-	if (rc < 0)
-		goto out;
-	rc = paged ? scf__h5_pages(r, a, p + pre, addr, p + 6 + r->sa, 0, nelmts, page_n, 0)
-	           : scf__h5_elements(r, a, p + 6 + r->sa, 0, nelmts);
-out:
-	free(p);
-	return rc;
-}
-
-/* Fixed array index ("FAHD" header, then its data block). */
-static int scf__h5_farray(scf__h5r *r, const scf__h5layout *l)
-{
-	scf__h5arr a = { .what = "fixed array", .hdr_addr = l->addr };
-	size_t len = 12 + r->ss + r->sa;
-	uint8_t h[40];
-	uint64_t nelmts, dblk, want = 1;
-	int rc;
-
-	if (l->addr == r->undef)
-		return 0;
-	rc = scf__h5_read(r, l->addr, h, len, "fixed array header");
-	if (rc == 0 && (memcmp(h, "FAHD", 4) != 0 || h[4] != 0))
-		rc = scf__h5_fail(r, SCF_E_CORRUPT, "no fixed array header at address %llu",
-		                  (unsigned long long)l->addr);
-	if (rc == 0)
-		rc = scf__h5_sum(r, h, len, "fixed array header", l->addr);
-	if (rc == 0)
-		rc = scf__h5_arr_format(r, &a, h[5], h[6]);
-	if (rc < 0)
-		return rc;
-	nelmts = scf__h5_get(h + 8, r->ss);
-	dblk = scf__h5_get(h + 8 + r->ss, r->sa);
-	for (unsigned i = 0; i < r->rank; i++)
-		if (__builtin_mul_overflow(want, r->maxgrid[i], &want))
-			want = UINT64_MAX;
-	if (h[7] != l->fa_page_bits || h[7] > 32 || nelmts != want)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the fixed array header (%llu entries, page bits %u) does "
-		                    "not match the dataset (%llu chunks, page bits %u)",
-		                    (unsigned long long)nelmts, h[7], (unsigned long long)want,
-		                    l->fa_page_bits);
-	if (dblk == r->undef)
-		return 0;
-	return scf__h5_fa_dblock(r, &a, dblk, nelmts, h[7]);
-}
-
-/* Entries in every data block of extensible-array super block s. */
-static uint64_t scf__h5_ea_dblk_n(const scf__h5ea *e, unsigned s)
-{
-	return (uint64_t)e->min_elmts << ((s + 1) / 2);
-}
-
-/* Array index (after the index block's entries) of super block s's first entry. */
-static uint64_t scf__h5_ea_sblk_start(const scf__h5ea *e, unsigned s)
-{
-	return (uint64_t)e->min_elmts * ((UINT64_C(1) << s) - 1);
-}
-
-/*
- * One extensible-array data block; bitmap is NULL when it is not paged.  off
- * is its first entry; alt is the other value HDF5 1.10 writes in the block
- * offset field of blocks listed in the index block (their super block's start
- * plus the block's position among all index-block data blocks times its size).
- */
-static int scf__h5_ea_dblock(scf__h5r *r, const scf__h5ea *e, uint64_t addr,
-                             uint64_t nelmts, uint64_t off, uint64_t alt,
-                             const uint8_t *bitmap, uint64_t bit0)
-{
-	uint64_t said;
-	uint64_t page_n = UINT64_C(1) << e->page_bits, pre = 6 + r->sa + e->arr_off;
-	uint64_t len = pre + nelmts * e->a.esize + 4, abs;
-	int rc = 0;
-	uint8_t *p;
-
-	if (bitmap)
-		len += 4 * (nelmts / page_n);
-	if (!scf__h5_span(r, addr, len, &abs))
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the extensible array data block at address %llu lies "
-		                    "past the end of the file", (unsigned long long)addr);
-	p = scf__h5_alloc(r, len, &rc);
-	if (!p)
-		return rc;
-	rc = scf__h5_read(r, addr, p, (size_t)len, "extensible array data block");
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_block_prefix(r, &e->a, p, "EADB", addr);
-	if (rc < 0)
-		goto out;
-	said = scf__h5_get(p + 6 + r->sa, e->arr_off);
-	if (said != off && said != alt) {
-		rc = scf__h5_fail(r, SCF_E_CORRUPT,
-		                  "extensible array data block %llu says it starts at entry "
-		                  "%llu, expected %llu", (unsigned long long)addr,
-		                  (unsigned long long)said, (unsigned long long)off);
-		goto out;
-	}
-	rc = scf__h5_sum(r, p, (size_t)(bitmap ? pre + 4 : len),
-	                 "extensible array data block", addr);
-	if (rc < 0)
-		goto out;
-	rc = bitmap ? scf__h5_pages(r, &e->a, p + pre + 4, addr, bitmap, bit0, nelmts,
-	                            page_n, e->idx_elmts + off)
-	            : scf__h5_elements(r, &e->a, p + pre, e->idx_elmts + off, nelmts);
-out:
-	free(p);
-	return rc;
-}
-
-/* Super block s: its data block addresses and their page bitmaps. */
-static int scf__h5_ea_sblock(scf__h5r *r, const scf__h5ea *e, unsigned s, uint64_t addr)
-{
-	uint64_t ndblks = UINT64_C(1) << (s / 2), dn = scf__h5_ea_dblk_n(e, s);
-	uint64_t page_n = UINT64_C(1) << e->page_bits, start = scf__h5_ea_sblk_start(e, s);
-	uint64_t bm = dn > page_n ? (dn / page_n + 7) / 8 : 0, pre = 6 + r->sa + e->arr_off;
-	uint64_t len = pre + ndblks * (bm + r->sa) + 4;
-	int rc = 0;
-	uint8_t *p = scf__h5_alloc(r, len, &rc);
-
-	if (!p)
-		return rc;
-	rc = scf__h5_read(r, addr, p, (size_t)len, "extensible array super block");
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_block_prefix(r, &e->a, p, "EASB", addr);
-	if (rc < 0)
-		goto out;
-	if (scf__h5_get(p + 6 + r->sa, e->arr_off) != start) {
-		rc = scf__h5_fail(r, SCF_E_CORRUPT,
-		                  "extensible array super block %llu has the wrong offset",
-		                  (unsigned long long)addr);
-		goto out;
-	}
-	rc = scf__h5_sum(r, p, (size_t)len, "extensible array super block", addr);
-	for (uint64_t d = 0; rc == 0 && d < ndblks; d++) {
-		uint64_t off = start + d * dn;
-		uint64_t da = scf__h5_get(p + pre + ndblks * bm + d * r->sa, r->sa);
-		if (e->idx_elmts + off >= r->n_lin)
-			break;
-		if (da != r->undef)
-			rc = scf__h5_ea_dblock(r, e, da, dn, off, off, bm ? p + pre : NULL,
-			                       d * (dn / page_n));
-	}
-out:
-	free(p);
-	return rc;
-}
-
-/* Everything the index block reaches: its own entries, data and super blocks. */
-static int scf__h5_ea_iblock_walk(scf__h5r *r, const scf__h5ea *e, const uint8_t *p)
-{
-	const uint8_t *dptr = p + 6 + r->sa + (size_t)e->idx_elmts * e->a.esize;
-	const uint8_t *sptr = dptr + (size_t)e->ndblk_addrs * r->sa;
-	uint64_t page_n = UINT64_C(1) << e->page_bits;
-	unsigned d = 0;
-	int rc = scf__h5_elements(r, &e->a, p + 6 + r->sa, 0, e->idx_elmts);
-
-	for (unsigned s = 0; rc == 0 && s < e->nsblks; s++) {
-		uint64_t start = scf__h5_ea_sblk_start(e, s), dn = scf__h5_ea_dblk_n(e, s);
-		if (e->idx_elmts + start >= r->n_lin)
-			break;
-		if (s >= e->iblock_nsblks) {
-			uint64_t sa = scf__h5_get(sptr + (size_t)(s - e->iblock_nsblks) * r->sa, r->sa);
-			if (sa != r->undef)
-				rc = scf__h5_ea_sblock(r, e, s, sa);
-			continue;
-		}
-		if (dn > page_n)
-			return scf__h5_fail(r, SCF_E_UNSUPPORTED,
-			                    "paged extensible array data blocks in the index block");
-		for (uint64_t k = 0; rc == 0 && k < (UINT64_C(1) << (s / 2)); k++, d++) {
-			uint64_t da = scf__h5_get(dptr + (size_t)d * r->sa, r->sa);
-			if (da != r->undef)
-				rc = scf__h5_ea_dblock(r, e, da, dn, start + k * dn,
-				                       start + d * dn, NULL, 0);
-		}
-	}
-	return rc;
-}
-
-/* The extensible array's index block, read in one piece. */
-static int scf__h5_ea_iblock(scf__h5r *r, const scf__h5ea *e, uint64_t addr)
-{
-	uint64_t len = 6 + r->sa + (uint64_t)e->idx_elmts * e->a.esize +
-	               ((uint64_t)e->ndblk_addrs + e->nsblk_addrs) * r->sa + 4;
-	int rc = 0;
-	uint8_t *p = scf__h5_alloc(r, len, &rc);
-
-	if (!p)
-		return rc;
-	rc = scf__h5_read(r, addr, p, (size_t)len, "extensible array index block");
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_block_prefix(r, &e->a, p, "EAIB", addr);
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_sum(r, p, (size_t)len, "extensible array index block", addr);
-	if (rc < 0)
-		goto out;
-	rc = scf__h5_ea_iblock_walk(r, e, p);
-out:
-	free(p);
-	return rc;
-}
-
-/* log2 of a power of two, or -1. */
-static int scf__h5_log2(unsigned v)
-{
-	return v && !(v & (v - 1)) ? __builtin_ctz(v) : -1;
-}
-
-/* Super block counts and sizes that follow from the creation parameters. */
-static int scf__h5_ea_geometry(scf__h5r *r, scf__h5ea *e, const uint8_t *h,
-                               const scf__h5layout *l)
-{
-	int lmin = scf__h5_log2(h[9]), lptr = scf__h5_log2(h[10]);
-
-	e->max_bits = h[7];
-	e->idx_elmts = h[8];
-	e->min_elmts = h[9];
-	e->min_ptrs = h[10];
-	e->page_bits = h[11];
-	if (memcmp(l->ea, (const uint8_t[]){ h[7], h[8], h[10], h[9], h[11] }, 5) != 0)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the extensible array header disagrees with the layout message");
-	if (lmin < 0 || lptr < 0 || e->max_bits > 48 || e->max_bits < (unsigned)lmin ||
-	    e->page_bits > 32)
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "impossible extensible array parameters (%u bits, %u, %u)",
-		                    e->max_bits, e->min_elmts, e->min_ptrs);
-	e->nsblks = 1 + e->max_bits - (unsigned)lmin;
-	e->iblock_nsblks = 2 * (unsigned)lptr;
-	e->ndblk_addrs = 2 * (e->min_ptrs - 1);
-	if (e->iblock_nsblks > e->nsblks)
-		return scf__h5_fail(r, SCF_E_CORRUPT, "impossible extensible array parameters");
-	e->nsblk_addrs = e->nsblks - e->iblock_nsblks;
-	e->arr_off = (e->max_bits + 7) / 8;
-	if (r->n_lin > (UINT64_C(1) << e->max_bits))
-		return scf__h5_fail(r, SCF_E_CORRUPT,
-		                    "the extensible array holds at most 2^%u entries, the "
-		                    "dataset needs %llu", e->max_bits,
-		                    (unsigned long long)r->n_lin);
-	return 0;
-}
-
-/* Extensible array index ("EAHD" header, index block, super and data blocks). */
-static int scf__h5_earray(scf__h5r *r, const scf__h5layout *l)
-{
-	scf__h5ea e = { .a = { .what = "extensible array", .hdr_addr = l->addr } };
-	size_t len = 12 + 6 * (size_t)r->ss + r->sa + 4;
-	uint8_t h[80];
-	uint64_t iblock;
-	int rc;
-
-	if (l->addr == r->undef)
-		return 0;
-	rc = scf__h5_read(r, l->addr, h, len, "extensible array header");
-	if (rc == 0 && (memcmp(h, "EAHD", 4) != 0 || h[4] != 0))
-		rc = scf__h5_fail(r, SCF_E_CORRUPT, "no extensible array header at address %llu",
-		                  (unsigned long long)l->addr);
-	if (rc == 0)
-		rc = scf__h5_sum(r, h, len, "extensible array header", l->addr);
-	if (rc == 0)
-		rc = scf__h5_arr_format(r, &e.a, h[5], h[6]);
-	if (rc == 0)
-		rc = scf__h5_ea_geometry(r, &e, h, l);
-	if (rc < 0)
-		return rc;
-	iblock = scf__h5_get(h + 12 + 6 * (size_t)r->ss, r->sa);
-	if (iblock == r->undef)
-		return 0;
-	return scf__h5_ea_iblock(r, &e, iblock);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Entry points                                                             */
 
 /* Check the caller's geometry and size the map; all chunks start unallocated. */
-static int scf__h5_map_init(scf__h5r *r, scf__chunk_map *out)
+static int map_init(scf__h5r *r, scf__chunk_map *out)
 {
 	uint64_t n = 1;
 
@@ -1356,9 +669,9 @@ static int scf__h5_map_init(scf__h5r *r, scf__chunk_map *out)
 }
 
 /* Copy and validate the caller's arguments into the parse state. */
-static int scf__h5_setup(scf__h5r *r, int fd, const scf__h5geom *g, unsigned rank,
-                         const uint64_t *dims, const uint64_t *chunk_dims,
-                         size_t elem_size)
+static int setup(scf__h5r *r, int fd, const scf__h5geom *g, unsigned rank,
+                 const uint64_t *dims, const uint64_t *chunk_dims,
+                 size_t elem_size)
 {
 	uint64_t bytes = elem_size;
 
@@ -1391,7 +704,7 @@ static int scf__h5_setup(scf__h5r *r, int fd, const scf__h5geom *g, unsigned ran
 	return 0;
 }
 
-static int scf__h5_ext_cmp(const void *a, const void *b)
+static int ext_cmp(const void *a, const void *b)
 {
 	const scf__byte_range *x = a, *y = b;
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
@@ -1413,7 +726,7 @@ scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n)
 		k++;
 	}
 	if (!sorted)
-		qsort(e, k, sizeof(*e), scf__h5_ext_cmp);
+		qsort(e, k, sizeof(*e), ext_cmp);
 	*n = k;
 	return e;
 }
@@ -1448,7 +761,7 @@ int scf__extents_meet(const scf__byte_range *a, size_t na, const scf__byte_range
  * bytes as cells.  Chunks in address order are checked against their
  * neighbours, then against the metadata blocks in one merge walk.
  */
-static int scf__h5_check_overlaps(scf__h5r *r)
+static int check_overlaps(scf__h5r *r)
 {
 	size_t n, i, j;
 	scf__byte_range *c = scf__chunk_extents(r->map, &n);
@@ -1466,7 +779,7 @@ static int scf__h5_check_overlaps(scf__h5r *r)
 			                  (unsigned long long)c[i - 1].len,
 			                  (unsigned long long)c[i].id, (unsigned long long)c[i].addr);
 	if (rc == 0 && r->meta_n > 1)
-		qsort(r->meta, r->meta_n, sizeof(*r->meta), scf__h5_ext_cmp);
+		qsort(r->meta, r->meta_n, sizeof(*r->meta), ext_cmp);
 	if (rc == 0 && scf__extents_meet(c, n, r->meta, r->meta_n, &i, &j))
 		rc = scf__h5_fail(r, SCF_E_CORRUPT, "chunk %llu at byte %llu (%llu bytes) overlaps "
 		                  "the %s at byte %llu: the index points into other data",
@@ -1478,7 +791,7 @@ static int scf__h5_check_overlaps(scf__h5r *r)
 }
 
 /* Dispatch on the index type the layout message names. */
-static int scf__h5_index(scf__h5r *r, const scf__h5layout *l)
+static int read_index(scf__h5r *r, const scf__h5layout *l)
 {
 	switch (l->index) {
 	case SCF__IDX_BTREE1:
@@ -1514,30 +827,30 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 	if (!out)
 		return scf__h5_fail(&r, -EINVAL, "invalid arguments");
 	memset(out, 0, sizeof(*out));
-	rc = scf__h5_setup(&r, fd, g, rank, dims, chunk_dims, elem_size);
+	rc = setup(&r, fd, g, rank, dims, chunk_dims, elem_size);
 	if (rc < 0)
 		return rc;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return scf__h5_fail(&r, -ENOMEM, "out of memory");
-	rc = scf__h5_ohdr(&r, h, ohdr_addr);
+	rc = ohdr(&r, h, ohdr_addr);
 	if (rc < 0)
 		goto free_header;
-	rc = scf__h5_dataspace(&r, &h->space);
+	rc = dataspace(&r, &h->space);
 	if (rc < 0)
 		goto free_header;
-	rc = scf__h5_layout(&r, &h->layout, &l);
+	rc = layout(&r, &h->layout, &l);
 	if (rc < 0)
 		goto free_header;
-	rc = scf__h5_map_init(&r, out);
+	rc = map_init(&r, out);
 	if (rc < 0)
 		goto free_header;
-	rc = scf__h5_linear(&r, &l);
+	rc = linear(&r, &l);
 	if (rc < 0)
 		goto free_map;
-	rc = scf__h5_index(&r, &l);
+	rc = read_index(&r, &l);
 	if (rc == 0)
-		rc = scf__h5_check_overlaps(&r);
+		rc = check_overlaps(&r);
 	if (rc < 0)
 		goto free_map;
 	/* kept, sorted, for the caller's checks across datasets */

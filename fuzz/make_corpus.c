@@ -3,7 +3,11 @@
  *   fuzz_open/     small .h5ad files of every layout the engine reads
  *                  (contiguous, v1 B-tree, fixed and extensible arrays, dense,
  *                  deflate+shuffle, fletcher32, zstd and lzf by direct chunk
- *                  writes, so indptr goes through the engine's decoders too)
+ *                  writes, so indptr goes through the engine's decoders too),
+ *                  each with the obs columns fuzz_open requests (categorical,
+ *                  int64 beyond int32, float32, bool); and hostile-* files
+ *                  with the parts hostile files get wrong (array attributes,
+ *                  2-D categories, wide integers, duplicate ids, fill values)
  *   fuzz_h5chunks/ geometry header + file image of one chunked dataset, for
  *                  every chunk index HDF5 1.10 writes
  *   fuzz_filters/  one stored chunk per pipeline of fuzz/fuzz.h
@@ -509,6 +513,253 @@ static void fixed_length_attrs(const char *path)
 	H5Fclose(f);
 }
 
+/* A scalar fixed-length string attribute: no global heap for the fuzzer to hang HDF5 on. */
+static void attr_fixed(hid_t obj, const char *name, const char *value)
+{
+	hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+	H5Tset_size(t, strlen(value) ? strlen(value) : 1);
+	if (H5Aexists(obj, name) > 0)
+		H5Adelete(obj, name);
+	hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+	if (a < 0 || H5Awrite(a, t, value) < 0)
+		die(name);
+	H5Aclose(a);
+	H5Sclose(sp);
+	H5Tclose(t);
+}
+
+/* A 1-D dataset of n values (contiguous), with anndata's array markers. */
+static void array_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                          hsize_t n)
+{
+	hid_t sp = H5Screate_simple(1, &n, NULL);
+	if (H5Lexists(g, name, H5P_DEFAULT) > 0)
+		H5Ldelete(g, name, H5P_DEFAULT);
+	hid_t d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	if (d < 0 || (n && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+		die(name);
+	attr_fixed(d, "encoding-type", "array");
+	attr_fixed(d, "encoding-version", "0.2.0");
+	H5Dclose(d);
+	H5Sclose(sp);
+}
+
+/*
+ * The obs columns fuzz_open requests: cell_type (categorical, int8 codes
+ * with missing -1, fixed-length names), donor (int64 beyond int32), score
+ * (float32) and flag (an int8 enum, as h5py writes numpy bool).
+ */
+static void add_obs(const char *path)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+	hid_t obs = f >= 0 ? H5Gopen2(f, "obs", H5P_DEFAULT) : -1;
+	hid_t idx = obs >= 0 ? H5Dopen2(obs, "_index", H5P_DEFAULT) : -1;
+	hid_t sp = idx >= 0 ? H5Dget_space(idx) : -1;
+	hsize_t n = 0;
+
+	if (sp < 0 || H5Sget_simple_extent_dims(sp, &n, NULL) != 1)
+		die("obs/_index");
+	H5Sclose(sp);
+	H5Dclose(idx);
+	int8_t *codes = malloc(n + 1), *flag = malloc(n + 1);
+	int64_t *donor = malloc((n + 1) * sizeof(int64_t));
+	float *score = malloc((n + 1) * sizeof(float));
+	const int64_t wide[5] = { (int64_t)1 << 31, ((int64_t)1 << 40) + 5, -((int64_t)1 << 40),
+	                          7, -3 };
+	for (hsize_t r = 0; r < n; r++) {
+		codes[r] = (int8_t)(r % 11 == 10 ? -1 : (int)(r % 3));
+		donor[r] = wide[r % 5];
+		score[r] = (float)r * 0.25f;
+		flag[r] = (int8_t)(r % 2);
+	}
+	if (H5Lexists(obs, "cell_type", H5P_DEFAULT) > 0)
+		H5Ldelete(obs, "cell_type", H5P_DEFAULT);
+	hid_t g = H5Gcreate2(obs, "cell_type", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	attr_fixed(g, "encoding-type", "categorical");
+	attr_fixed(g, "encoding-version", "0.2.0");
+	array_dataset(g, "codes", H5T_STD_I8LE, H5T_NATIVE_INT8, codes, n);
+	hid_t st = H5Tcopy(H5T_C_S1);
+	H5Tset_size(st, 3);
+	array_dataset(g, "categories", st, st, "T0\0T1\0T2", 3);
+	H5Tclose(st);
+	H5Gclose(g);
+	array_dataset(obs, "donor", H5T_STD_I64LE, H5T_NATIVE_INT64, donor, n);
+	array_dataset(obs, "score", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, score, n);
+	signed char no = 0, yes = 1;
+	hid_t bt = H5Tenum_create(H5T_NATIVE_SCHAR);
+	H5Tenum_insert(bt, "FALSE", &no);
+	H5Tenum_insert(bt, "TRUE", &yes);
+	array_dataset(obs, "flag", bt, bt, flag, n);
+	H5Tclose(bt);
+	H5Gclose(obs);
+	H5Fclose(f);
+	free(codes);
+	free(flag);
+	free(donor);
+	free(score);
+}
+
+/* Open `path` read-write, or die. */
+static hid_t rw(const char *path)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+	if (f < 0)
+		die(path);
+	return f;
+}
+
+/* Replace dataset `name` by a contiguous one of `rank` dims holding buf (converted from mtype). */
+static void replace(const char *path, const char *name, hid_t ftype, hid_t mtype,
+                    const void *buf, int rank, const hsize_t *dims)
+{
+	hid_t f = rw(path), sp = H5Screate_simple(rank, dims, NULL);
+	H5Ldelete(f, name, H5P_DEFAULT);
+	hid_t d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	if (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+		die(name);
+	H5Dclose(d);
+	H5Sclose(sp);
+	H5Fclose(f);
+}
+
+/* Replace attribute `name` of `obj` by n values of ftype (n < 0: a scalar). */
+static void replace_attr(const char *path, const char *obj, const char *name, hid_t ftype,
+                         hid_t mtype, const void *buf, hssize_t n)
+{
+	hid_t f = rw(path), o = H5Oopen(f, obj, H5P_DEFAULT);
+	hsize_t dims = (hsize_t)n;
+	hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, NULL);
+	if (H5Aexists(o, name) > 0)
+		H5Adelete(o, name);
+	hid_t a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+	if (a < 0 || H5Awrite(a, mtype, buf) < 0)
+		die(name);
+	H5Aclose(a);
+	H5Sclose(sp);
+	H5Oclose(o);
+	H5Fclose(f);
+}
+
+/* A dense chunked X whose fill value (2.5) is all that unwritten chunks hold. */
+static void dense_fill_seed(const char *path)
+{
+	fx_dense_spec ds = { .n_rows = 30, .n_cols = 12, .density = 0.3, .seed = 21 };
+	if (fx_write_dense(path, &ds) < 0)
+		die(path);
+	hid_t f = rw(path), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	hsize_t dims[2] = { 30, 12 }, ch[2] = { 8, 5 };
+	double fill = 2.5, v[8 * 5];
+	H5Ldelete(f, "X", H5P_DEFAULT);
+	H5Pset_chunk(dcpl, 2, ch);
+	H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill);
+	hid_t sp = H5Screate_simple(2, dims, NULL);
+	hid_t d = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	if (d < 0)
+		die("dense X");
+	for (int i = 0; i < 40; i++)
+		v[i] = i % 3 ? 0.0 : (double)i / 8.0;
+	for (hsize_t a = 0; a < 4; a++) {
+		for (hsize_t b = 0; b < 3; b++) {
+			if ((a + b) % 2)
+				continue; /* a checkerboard of chunks never written */
+			hsize_t start[2] = { a * 8, b * 5 };
+			hsize_t cnt[2] = { start[0] + 8 > 30 ? 30 - start[0] : 8,
+			                   start[1] + 5 > 12 ? 12 - start[1] : 5 };
+			hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, cnt, NULL);
+			H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+			H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, v);
+			H5Sclose(ms);
+			H5Sclose(fs);
+		}
+	}
+	attr_fixed(d, "encoding-type", "array");
+	attr_fixed(d, "encoding-version", "0.2.0");
+	H5Dclose(d);
+	H5Sclose(sp);
+	H5Pclose(dcpl);
+	H5Fclose(f);
+}
+
+/* A CSR of 40 x 6 whose rows repeat column ids, one with more entries than columns. */
+static void duplicates_seed(const char *path)
+{
+	fx_csr_spec s = { .n_rows = 40, .n_cols = 6, .mean_nnz = 2, .index_type = FX_I32,
+	                  .indptr_type = FX_I64, .seed = 22 };
+	int64_t indptr[41], indices[200];
+	double data[200];
+	hsize_t nnz = 0;
+	if (fx_write_csr(path, &s) < 0)
+		die(path);
+	for (int r = 0; r < 40; r++) {
+		indptr[r] = (int64_t)nnz;
+		int len = r == 7 ? 14 : r % 4;
+		for (int k = 0; k < len; k++) {
+			indices[nnz] = r % 3 == 0 && k % 2 ? indices[nnz - 1] : (r + k) % 6;
+			data[nnz++] = (double)(r * 3 + k) / 4.0 + 0.125;
+		}
+	}
+	indptr[40] = (int64_t)nnz;
+	hsize_t np = 41;
+	replace(path, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, indptr, 1, &np);
+	replace(path, "X/indices", H5T_STD_I32LE, H5T_NATIVE_INT64, indices, 1, &nnz);
+	replace(path, "X/data", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, data, 1, &nnz);
+}
+
+/*
+ * Files with the parts hostile files get wrong, each otherwise whole, so
+ * that mutations start from them: an array `encoding-type` and var
+ * `_index`, a shape of three int32, 2-D categories, uint32 and uint64 obs
+ * integers beyond int32, duplicate ids, a fill value.
+ */
+static void hostile_seeds(void)
+{
+	const fx_csr_spec base = { .n_rows = 40, .n_cols = 30, .mean_nnz = 4, .empty_every = 7,
+	                           .index_type = FX_I32, .indptr_type = FX_I64, .chunk = 16,
+	                           .resizable = 1, .seed = 20 };
+	const char *names[] = { "hostile-encoding-array.h5ad", "hostile-var-index-array.h5ad",
+	                        "hostile-shape-int32x3.h5ad", "hostile-categories-2d.h5ad",
+	                        "hostile-obs-unsigned.h5ad" };
+	hid_t st = H5Tcopy(H5T_C_S1);
+	H5Tset_size(st, 10);
+	for (int k = 0; k < 5; k++) {
+		const char *p = path_in("fuzz_open", names[k]);
+		if (fx_write_csr(p, &base) < 0)
+			die(p);
+		fixed_length_attrs(p);
+		add_obs(p);
+		if (k == 0) {
+			replace_attr(p, "X", "encoding-type", st, st,
+			             "csr_matrixcsr_matrixcsr_matrix", 3);
+		} else if (k == 1) {
+			replace_attr(p, "var", "_index", st, st, "_index\0\0\0\0_index\0\0\0\0", 2);
+		} else if (k == 2) {
+			const int32_t shape[3] = { 40, 30, 1 };
+			replace_attr(p, "X", "shape", H5T_STD_I32LE, H5T_NATIVE_INT32, shape, 3);
+		} else if (k == 3) {
+			const double cats[6] = { 0, 1, 2, 3, 4, 5 };
+			hsize_t d2[2] = { 3, 2 };
+			replace(p, "obs/cell_type/categories", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, cats,
+			        2, d2);
+		} else {
+			uint32_t u[40];
+			uint64_t w[40];
+			hsize_t n = 40;
+			for (int r = 0; r < 40; r++) {
+				u[r] = r % 2 ? 3000000000u : (uint32_t)r;
+				w[r] = r % 3 ? (uint64_t)1 << 62 : (uint64_t)r;
+			}
+			replace(p, "obs/donor", H5T_STD_U32LE, H5T_NATIVE_UINT32, u, 1, &n);
+			replace(p, "obs/score", H5T_STD_U64LE, H5T_NATIVE_UINT64, w, 1, &n);
+		}
+	}
+	H5Tclose(st);
+	duplicates_seed(path_in("fuzz_open", "hostile-duplicates.h5ad"));
+	fixed_length_attrs(path_in("fuzz_open", "hostile-duplicates.h5ad"));
+	add_obs(path_in("fuzz_open", "hostile-duplicates.h5ad"));
+	dense_fill_seed(path_in("fuzz_open", "hostile-dense-fill.h5ad"));
+	add_obs(path_in("fuzz_open", "hostile-dense-fill.h5ad"));
+}
+
 static void open_seeds(void)
 {
 	const struct { const char *name; fx_csr_spec s; } csr[] = {
@@ -536,19 +787,23 @@ static void open_seeds(void)
 			die(csr[i].name);
 		if (i > 0)
 			fixed_length_attrs(path_in("fuzz_open", csr[i].name));
+		add_obs(path_in("fuzz_open", csr[i].name));
 	}
 	const struct { const char *name; fx_dense_spec s; } dense[] = {
 		{ "dense-contiguous.h5ad", { .n_rows = 30, .n_cols = 12, .density = 0.3, .seed = 8 } },
 		{ "dense-chunked.h5ad", { .n_rows = 30, .n_cols = 12, .chunk_rows = 8,
 		  .chunk_cols = 5, .density = 0.3, .data_type = FX_F64, .seed = 9 } },
 	};
-	for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
+	for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++) {
 		if (fx_write_dense(path_in("fuzz_open", dense[i].name), &dense[i].s) < 0)
 			die(dense[i].name);
+		add_obs(path_in("fuzz_open", dense[i].name));
+	}
 	write_direct_csr(path_in("fuzz_open", "csr-zstd.h5ad"), FZ_ZSTD, 10);
 	write_direct_csr(path_in("fuzz_open", "csr-lzf.h5ad"), FZ_LZF, 11);
 	fixed_length_attrs(path_in("fuzz_open", "csr-zstd.h5ad"));
 	fixed_length_attrs(path_in("fuzz_open", "csr-lzf.h5ad"));
+	hostile_seeds();
 }
 
 int main(int argc, char **argv)

@@ -4,9 +4,13 @@
 # fetches in flight and decode threads; then CSV, the targets table and
 # gnuplot PNGs (perf/report.py, perf/plots/*.gp).
 #
-#   perf/run-suite.sh [--quick | --full] [--file F] [--build DIR] [--out DIR]
-#                     [--repeat N] [--parts targets,grid,sweeps] [--report-only]
+#   perf/run-suite.sh [--quick | --full] [--file F] [--label COL] [--build DIR]
+#                     [--out DIR] [--repeat N] [--parts targets,grid,sweeps] [--report-only]
 #
+# --label: the categorical obs column whose batch entropy the points report
+#   (default cell_line, the demo file's).  Any failed point makes the script
+#   exit 1 after the report, naming the points; a plot whose data is missing
+#   is not drawn (no empty PNGs).
 # Target points run scf_suite --repeat: rounds of fio, scfetch and pread, so
 # that every ratio to the (drifting) disk comes from neighbouring seconds.
 # --quick (default): ~50k cells per point, 2 rounds per target point, a 6 x 5
@@ -23,6 +27,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 mode=quick
 file="$root/demo-data/synthetic-200000.h5ad"
+label=cell_line
+failed=()
 build="$root/build-perf"
 out=""
 repeat=""
@@ -34,12 +40,13 @@ while [ $# -gt 0 ]; do
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--file) file=$2; shift ;;
+	--label) label=$2; shift ;;
 	--build) build=$2; shift ;;
 	--out) out=$2; shift ;;
 	--repeat) repeat=$2; shift ;;
 	--parts) parts=$2; shift ;;
 	--report-only) report_only=1 ;;
-	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run-suite: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -62,8 +69,11 @@ fi
 
 run() { # tag, then scf_suite options
 	local tag=$1; shift
-	nice -n 0 "$suite" "$file" --tag "$tag" --out "$out" "$@" >> "$out/suite.jsonl" \
-		2> >(sed "s/^/  /" >&2) || echo "run-suite: point $tag failed" >&2
+	if ! nice -n 0 "$suite" "$file" --tag "$tag" --out "$out" --obs "$label" "$@" \
+		>> "$out/suite.jsonl" 2> >(sed "s/^/  /" >&2); then
+		echo "run-suite: point $tag failed" >&2
+		failed+=("$tag")
+	fi
 }
 
 # scfetch's clock starts once every fetch slot (in flight + 2) has been filled
@@ -75,6 +85,19 @@ has() { case ",$parts," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 if [ "$report_only" = 0 ]; then
 	[ -x "$suite" ] || { echo "run-suite: build first: cmake -S . -B build-perf -DCMAKE_BUILD_TYPE=Release && make -C build-perf scf_suite" >&2; exit 1; }
 	[ -r "$file" ] || { echo "run-suite: $file missing (scfetch demo, or perf/gen)" >&2; exit 1; }
+	# A label the file lacks would fail every point: say so once, up front.
+	/usr/bin/python3 - "$file" "$label" <<-'PY' || exit 1
+	import sys
+	try:
+	    import h5py
+	except ImportError:
+	    sys.exit(0)  # the points will say it
+	with h5py.File(sys.argv[1], "r") as f:
+	    obs = [k for k in f["obs"] if not k.startswith("_")] if "obs" in f else []
+	if sys.argv[2] not in obs:
+	    sys.exit(f"run-suite: {sys.argv[1]} has no obs column {sys.argv[2]!r} "
+	             f"(--label COL; its obs columns: {', '.join(obs) or 'none'})")
+	PY
 	command -v fio > /dev/null || { echo "run-suite: fio is needed (apt-get install fio)" >&2; exit 1; }
 	[ "$(id -u)" = 0 ] || echo "run-suite: not root: the HDF5/anndata runners cannot drop the page cache" >&2
 	: > "$out/suite.jsonl"
@@ -134,12 +157,29 @@ if [ "$report_only" = 0 ]; then
 	echo "suite: $(( $(date +%s) - t0 )) s" >&2
 fi
 
-/usr/bin/python3 "$here/report.py" "$out"
+/usr/bin/python3 "$here/report.py" "$out" || failed+=("report.py")
+# Each plot and the data it draws; one without data is not drawn.
+declare -A plot_data=([heatmap]="heat.dat" [tradeoff]="tradeoff.dat" [latency]="waits-*.dat"
+	[sweeps]="sweep_*.dat")
 if command -v gnuplot > /dev/null; then
-	for gp in "$here"/plots/{heatmap,tradeoff,latency,sweeps}.gp; do
-		gnuplot -e "dir='$out'" "$gp" || echo "run-suite: $gp failed" >&2
+	for name in heatmap tradeoff latency sweeps; do
+		rm -f "$out/$name.png"
+		if ! compgen -G "$out/${plot_data[$name]}" > /dev/null ||
+			! grep -qsv '^#' $out/${plot_data[$name]}; then
+			echo "run-suite: no data for $name.png: not drawn" >&2
+			continue
+		fi
+		if ! gnuplot -e "dir='$out'" "$here/plots/$name.gp" || [ ! -s "$out/$name.png" ]; then
+			echo "run-suite: $name.gp failed" >&2
+			rm -f "$out/$name.png"
+			failed+=("$name.png")
+		fi
 	done
 else
 	echo "run-suite: no gnuplot (apt-get install gnuplot-nox): no PNGs" >&2
 fi
 echo "results in $out: table.md, runs.csv, summary.csv, *.png" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "run-suite: FAILED: ${failed[*]}" >&2
+	exit 1
+fi

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "formats/h5ad.h"
 #include "formats/obs.h"
 #include "scfetch.h"
@@ -48,7 +50,7 @@ static void usage(FILE *f)
 	"                      [--level L] [--no-shuffle]\n"
 	"bench options:\n"
 	"  --matrix KEY        X (default), layers/NAME, raw/X\n"
-	"  --strategy S        block (default) or stream\n"
+	"  --strategy S        block (default), stream or balanced\n"
 	"  --batch N           rows per minibatch (64)\n"
 	"  --block LIST        block sizes, comma-separated: one run each (16)\n"
 	"  --fetch LIST        fetch factors, comma-separated (16)\n"
@@ -66,8 +68,105 @@ static void usage(FILE *f)
 	"  --columns LIST      deliver only these genes (var indices)\n"
 	"  --rank R --world-size W [--even-ranks]   one rank's share of the epoch\n"
 	"       scfetch tune FILE [--label COL] [--min-entropy 0.98] [--batch N]\n"
+	"                      (default label: the first categorical obs column)\n"
 	"                      probe block_size x fetch_factor, propose the fastest setting\n"
 	"                      whose batches keep the label entropy of random sampling\n");
+}
+
+/* A bad value of option `opt`: say which, not the whole usage. */
+static int bad_value(const char *opt, const char *val, const char *want)
+{
+	fprintf(stderr, "scfetch: --%s %s: %s\n", opt, val, want);
+	return 2;
+}
+
+/* A whole decimal number in [lo, hi]; -1 on anything else ("x", "8k", ""). */
+static int parse_num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno || *end || x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static const char *const strategy_names[] = {
+	[SCF_STRATEGY_STREAMING] = "stream", [SCF_STRATEGY_BLOCK_SHUFFLING] = "block",
+	[SCF_STRATEGY_CLASS_BALANCED] = "balanced" };
+
+static const char *strategy_name(uint32_t s)
+{
+	return s < sizeof(strategy_names) / sizeof(*strategy_names) && strategy_names[s]
+	       ? strategy_names[s] : "block";
+}
+
+/* A missing or unreadable file is named with the errno reason, before HDF5 sees it. */
+static int readable(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0) {
+		fprintf(stderr, "scfetch: %s: %s\n", path, strerror(errno));
+		return 0;
+	}
+	close(fd);
+	return 1;
+}
+
+/* Does the file have this object (every link on the way included)? */
+static int h5_has(hid_t f, const char *path)
+{
+	char part[512];
+
+	for (const char *p = strchr(path, '/'); ; p = strchr(p + 1, '/')) {
+		size_t n = p ? (size_t)(p - path) : strlen(path);
+		if (n >= sizeof(part))
+			return 0;
+		memcpy(part, path, n);
+		part[n] = 0;
+		if (H5Lexists(f, part, H5P_DEFAULT) <= 0)
+			return 0;
+		if (!p)
+			return 1;
+	}
+}
+
+/* After a failed open: when KEY is not in the file, list the matrices that are. */
+static void matrix_hint(const char *path, const char *key)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	char names[2048] = "";
+	size_t len = 0;
+
+	if (f < 0)
+		return;
+	if (!h5_has(f, key)) {
+		if (h5_has(f, "X"))
+			len += snprintf(names + len, sizeof(names) - len, "X");
+		hid_t g = h5_has(f, "layers") ? H5Gopen2(f, "layers", H5P_DEFAULT) : -1;
+		H5G_info_t gi;
+		if (g >= 0 && H5Gget_info(g, &gi) >= 0) {
+			for (hsize_t i = 0; i < gi.nlinks && len < sizeof(names) - 64; i++) {
+				char n[256];
+				if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n,
+				                       sizeof(n), H5P_DEFAULT) > 0)
+					len += snprintf(names + len, sizeof(names) - len, "%slayers/%s",
+					                len ? ", " : "", n);
+			}
+		}
+		if (g >= 0)
+			H5Gclose(g);
+		if (h5_has(f, "raw/X") && len < sizeof(names) - 16)
+			len += snprintf(names + len, sizeof(names) - len, "%sraw/X", len ? ", " : "");
+		fprintf(stderr, "scfetch: %s has no matrix %s; its matrices: %s\n", path, key,
+		        len ? names : "none");
+	}
+	H5Fclose(f);
 }
 
 /* `info`: shape, dtypes, layout, chunks, filters, and the verdict. */
@@ -111,10 +210,14 @@ static int info_one(const char *path, const char *key)
 {
 	char err[1024];
 	scf__matrix m;
-	int rc = scf__h5ad_open(&m, path, key, err, sizeof(err));
+	int rc;
 
+	if (!readable(path))
+		return 1;
+	rc = scf__h5ad_open(&m, path, key, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
+		matrix_hint(path, key);
 		return 1;
 	}
 	printf("%s: %s\n", path, key);
@@ -124,7 +227,9 @@ static int info_one(const char *path, const char *key)
 	       (unsigned long long)m.nnz,
 	       m.n_rows && m.n_cols ? 100.0 * m.nnz / ((double)m.n_rows * m.n_cols) : 0.0);
 	if (m.encoding == SCF__CSR) {
-		printf("  %-16s/indptr %s, loaded at open\n", key, scf__dtype_name(m.indptr_type));
+		char name[256];
+		snprintf(name, sizeof(name), "%s/indptr", key);
+		printf("  %-16s %-8s loaded at open\n", name, scf__dtype_name(m.indptr_type));
 		print_dset(&m.data);
 		print_dset(&m.indices);
 		warn_chunking(&m);
@@ -202,13 +307,33 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 	rc = scf_open_collection(&l, paths, n_paths, &c->o, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
+		for (uint32_t i = 0; i < n_paths; i++)
+			matrix_hint(paths[i], c->o.matrix ? c->o.matrix : "X");
 		return 1;
 	}
 	scf_info_get(l, &info);
 	waits = malloc(cap * sizeof(*waits));
+	/* Runs of several epochs say what they do, then how each epoch went. */
+	if (c->epochs > 1)
+		printf("%s block %u fetch %u batch %u: %u epochs of %llu batches (%llu cells)\n",
+		       strategy_name(c->o.strategy), c->o.block_size, c->o.fetch_factor,
+		       c->o.batch_size ? c->o.batch_size : 64, c->epochs,
+		       (unsigned long long)info.batches_per_epoch,
+		       (unsigned long long)info.rows_per_epoch);
+	int tty = isatty(STDOUT_FILENO);
 	double cpu0 = cpu_now_s();
 	t0 = now_s();
+	double last = t0, e0 = t0;
+	uint64_t erows = 0;
 	for (uint32_t e = 0; e < c->epochs && waits; e++) {
+		if (e > 0) {
+			double t = now_s();
+			printf("%s  epoch %u/%u: %.0f cells/s, %.1f s\n", tty ? "\r\033[K" : "", e,
+			       c->epochs, (rows - erows) / (t - e0), t - e0);
+			fflush(stdout);
+			e0 = t;
+			erows = rows;
+		}
 		for (;;) {
 			scf_batch *b;
 			double w0 = now_s();
@@ -226,6 +351,12 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 			waits[nb++] = (uint64_t)(w * 1e9);
 			rows += b->n_rows;
 			scf_release(l, b);
+			if (tty && now_s() - last > 1.0) { /* progress, on a terminal only */
+				last = now_s();
+				printf("\r\033[K  epoch %u/%u: %llu cells, %.0f s", e + 1, c->epochs,
+				       (unsigned long long)(rows - erows), last - t0);
+				fflush(stdout);
+			}
 			if (c->max_batches && nb >= c->max_batches)
 				break;
 		}
@@ -233,6 +364,11 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 			break;
 	}
 	t1 = now_s();
+	if (c->epochs > 1 && rc >= 0)
+		printf("%s  epoch %u/%u: %.0f cells/s, %.1f s\n", tty ? "\r\033[K" : "", c->epochs,
+		       c->epochs, (rows - erows) / (t1 - e0), t1 - e0);
+	else if (tty && t1 - t0 > 1.0)
+		printf("\r\033[K");
 	double cpu_s = cpu_now_s() - cpu0;
 	scf_stats_get(l, &st);
 	if (rc < 0) {
@@ -243,10 +379,10 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 	}
 	qsort(waits, nb, sizeof(*waits), cmp_u64);
 	double secs = t1 - t0;
-	printf("%-6s block %-5u fetch %-5u batch %-4u | %9.0f cells/s %8.1f MB/s delivered "
+	printf("%-8s block %-5u fetch %-5u batch %-4u | %9.0f cells/s %8.1f MB/s delivered "
 	       "%8.1f MB/s read | wait p50 %7.1f us p99 %8.1f us max %8.1f us | "
 	       "amp %.2f decode x%.2f reads %llu (%.1f KiB avg) requeued %llu | cpu %.2f s/GB | %s%s\n",
-	       c->o.strategy == SCF_STRATEGY_STREAMING ? "stream" : "block",
+	       strategy_name(c->o.strategy),
 	       c->o.block_size, c->o.fetch_factor, c->o.batch_size ? c->o.batch_size : 64,
 	       rows / secs, st.bytes_requested / secs / 1e6, st.bytes_read / secs / 1e6,
 	       nb ? waits[nb / 2] / 1e3 : 0.0, nb ? waits[(nb * 99) / 100] / 1e3 : 0.0,
@@ -315,50 +451,83 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
 	static int32_t cols[4096];
-	int nblocks = 1, nfetch = 1, opt, rc = 0;
+	int nblocks = 1, nfetch = 1, opt, li = 0, rc = 0;
 	bench_cfg c = { .o = { .size = sizeof(scf_options) }, .epochs = 1 };
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "", lo, &li)) != -1) {
+		const char *name = opt == '?' || opt == 'h' ? "" : lo[li].name;
+		uint64_t v = 0;
+		/* the numeric options: name, bounds, where the value goes */
+		switch (opt) {
+		case 'b': case 'e': case 'i': case 'q': case 't': case 'r': case 'w':
+		case 'R': case 'G':
+			if (parse_num(optarg, opt == 'r' ? 0 : 1, UINT32_MAX >> (opt == 'R' || opt == 'G' ? 10 : 0), &v) < 0)
+				return bad_value(name, optarg, opt == 'r' ? "expected a whole number"
+				                 : "expected a positive whole number");
+			break;
+		case 'x': case 'S': case 'T':
+			if (parse_num(optarg, 0, UINT64_MAX, &v) < 0)
+				return bad_value(name, optarg, "expected a whole number");
+			break;
+		}
 		switch (opt) {
 		case 'm': c.o.matrix = optarg; break;
 		case 's':
-			c.o.strategy = strcmp(optarg, "stream") == 0 ? SCF_STRATEGY_STREAMING
-			             : strcmp(optarg, "balanced") == 0 ? SCF_STRATEGY_CLASS_BALANCED
-			             : SCF_STRATEGY_BLOCK_SHUFFLING;
+			if (strcmp(optarg, "stream") == 0)
+				c.o.strategy = SCF_STRATEGY_STREAMING;
+			else if (strcmp(optarg, "block") == 0)
+				c.o.strategy = SCF_STRATEGY_BLOCK_SHUFFLING;
+			else if (strcmp(optarg, "balanced") == 0)
+				c.o.strategy = SCF_STRATEGY_CLASS_BALANCED;
+			else
+				return bad_value(name, optarg, "unknown strategy (stream, block or balanced)");
 			break;
 		case 'O': c.o.balance_obs = optarg; break;
-		case 'T': c.o.total_size = strtoull(optarg, NULL, 10); break;
-		case 'r': c.o.rank = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'w': c.o.world_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'T': c.o.total_size = v; break;
+		case 'r': c.o.rank = (uint32_t)v; break;
+		case 'w': c.o.world_size = (uint32_t)v; break;
 		case 'E': c.o.flags |= SCF_F_EVEN_RANKS; break;
 		case 'C': {
-			uint32_t v[4096];
-			int n = parse_list_any(optarg, v, 4096);
-			if (n <= 0) { usage(stderr); return 2; }
+			uint32_t u[4096];
+			int n = parse_list_any(optarg, u, 4096);
+			if (n <= 0)
+				return bad_value(name, optarg, "expected var indices, comma-separated");
 			for (int i = 0; i < n; i++)
-				cols[i] = (int32_t)v[i];
+				cols[i] = (int32_t)u[i];
 			c.o.columns = cols;
 			c.o.n_columns = (uint32_t)n;
 			break;
 		}
-		case 'b': c.o.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'k': nblocks = parse_list(optarg, blocks, 16); break;
-		case 'f': nfetch = parse_list(optarg, fetches, 16); break;
-		case 'e': c.epochs = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'x': c.max_batches = strtoull(optarg, NULL, 10); break;
-		case 'i': c.o.fetches_in_flight = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'q': c.o.queue_depth = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 't': c.o.threads = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'b': c.o.batch_size = (uint32_t)v; break;
+		case 'k':
+			if ((nblocks = parse_list(optarg, blocks, 16)) <= 0)
+				return bad_value(name, optarg, "expected positive whole numbers, "
+				                 "comma-separated (at most 16)");
+			break;
+		case 'f':
+			if ((nfetch = parse_list(optarg, fetches, 16)) <= 0)
+				return bad_value(name, optarg, "expected positive whole numbers, "
+				                 "comma-separated (at most 16)");
+			break;
+		case 'e': c.epochs = (uint32_t)v; break;
+		case 'x': c.max_batches = v; break;
+		case 'i': c.o.fetches_in_flight = (uint32_t)v; break;
+		case 'q': c.o.queue_depth = (uint32_t)v; break;
+		case 't': c.o.threads = (uint32_t)v; break;
 		case 'B': c.o.flags |= SCF_F_BUFFERED; break;
 		case 'D': c.o.output = SCF_OUTPUT_DENSE; break;
-		case 'S': c.o.seed = strtoull(optarg, NULL, 10); break;
-		case 'R': c.o.max_read = (uint32_t)strtoul(optarg, NULL, 10) << 10; break;
-		case 'G': c.o.coalesce_gap = (uint32_t)strtoul(optarg, NULL, 10) << 10; break;
+		case 'S': c.o.seed = v; break;
+		case 'R': c.o.max_read = (uint32_t)v << 10; break;
+		case 'G': c.o.coalesce_gap = (uint32_t)v << 10; break;
 		case 'd': case 'c': break; /* demo's own, parsed there */
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* getopt named the option */
 		}
+	}
+	if (c.o.strategy == SCF_STRATEGY_CLASS_BALANCED && !c.o.balance_obs) {
+		fprintf(stderr, "scfetch: --strategy balanced needs --balance-obs COLUMN\n");
+		return 2;
 	}
 	/* every positional argument is a file; several make one collection */
 	const char *const *paths = path_override ? &path_override
@@ -477,6 +646,49 @@ static int tune_run(const char *path, scf_options o, double secs, uint64_t ncat,
 }
 
 /*
+ * tune's default label: the first obs column (in the file's order) that is
+ * categorical; else name them all and fail.
+ */
+static int first_categorical(const char *path, uint64_t n_rows, char *out, size_t outlen)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	hid_t g = f >= 0 && h5_has(f, "obs") ? H5Gopen2(f, "obs", H5P_DEFAULT) : -1;
+	char all[2048] = "", err[1024];
+	size_t len = 0;
+	H5G_info_t gi;
+	int rc = -1;
+
+	for (hsize_t i = 0; g >= 0 && H5Gget_info(g, &gi) >= 0 && i < gi.nlinks && rc < 0; i++) {
+		char n[256];
+		scf__obs_col col;
+		if (H5Lget_name_by_idx(g, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, n, sizeof(n),
+		                       H5P_DEFAULT) <= 0 &&
+		    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n, sizeof(n),
+		                       H5P_DEFAULT) <= 0)
+			continue;
+		if (strcmp(n, "__categories") == 0 || strcmp(n, "_index") == 0 ||
+		    scf__obs_load(&col, path, n, n_rows, err, sizeof(err)) < 0)
+			continue; /* the index, or not a column the engine delivers */
+		if (col.kind == SCF__OBS_CATEGORICAL) {
+			snprintf(out, outlen, "%s", n);
+			rc = 0;
+		} else if (len < sizeof(all) - 300) {
+			len += snprintf(all + len, sizeof(all) - len, "%s%s", len ? ", " : "", n);
+		}
+		scf__obs_free(&col);
+	}
+	if (g >= 0)
+		H5Gclose(g);
+	if (f >= 0)
+		H5Fclose(f);
+	if (rc < 0)
+		fprintf(stderr, "scfetch: tune: %s has no categorical obs column to measure batch "
+		        "label entropy with (%s%s); name one with --label COL\n", path,
+		        len ? "other obs columns: " : "no obs columns", all);
+	return rc;
+}
+
+/*
  * `tune`: measure the block x fetch grid on this device and file, and
  * propose the fastest setting whose minibatches keep min_entropy of the
  * label entropy that true random sampling gives.
@@ -487,7 +699,8 @@ static int cmd_tune(int argc, char **argv)
 		{ "batch", 1, 0, 'b' }, { "seconds", 1, 0, 's' }, { "matrix", 1, 0, 'm' },
 		{ 0, 0, 0, 0 } };
 	static const uint32_t blocks[] = { 1, 4, 16, 64, 256, 1024 }, fetches[] = { 1, 4, 16, 64 };
-	const char *label = "cell_line", *matrix = "X";
+	const char *label = NULL, *matrix = "X";
+	char found[256];
 	double min_entropy = 0.98, secs = 1.0;
 	uint32_t batch = 64;
 	char err[1024];
@@ -511,9 +724,25 @@ static int cmd_tune(int argc, char **argv)
 	const char *path = argv[optind];
 	scf__matrix m;
 	scf__obs_col col;
-	if (scf__h5ad_open(&m, path, matrix, err, sizeof(err)) < 0 ||
-	    scf__obs_load(&col, path, label, m.n_rows, err, sizeof(err)) < 0) {
+	if (!readable(path))
+		return 1;
+	if (scf__h5ad_open(&m, path, matrix, err, sizeof(err)) < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
+		matrix_hint(path, matrix);
+		return 1;
+	}
+	if (!label) {
+		if (first_categorical(path, m.n_rows, found, sizeof(found)) < 0) {
+			scf__h5ad_free(&m);
+			return 1;
+		}
+		label = found;
+		printf("label: obs/%s, the first categorical obs column (--label COL for another)\n",
+		       label);
+	}
+	if (scf__obs_load(&col, path, label, m.n_rows, err, sizeof(err)) < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
+		scf__h5ad_free(&m);
 		return 1;
 	}
 	if (col.kind != SCF__OBS_CATEGORICAL) {
@@ -610,7 +839,7 @@ static int cmd_repack(int argc, char **argv)
 			else if (strcmp(optarg, "deflate") == 0 || strcmp(optarg, "gzip") == 0)
 				o.codec = SCF_CODEC_DEFLATE;
 			else if (strcmp(optarg, "none") == 0) o.codec = SCF_CODEC_NONE;
-			else { usage(stderr); return 2; }
+			else return bad_value("codec", optarg, "unknown codec (zstd, deflate or none)");
 			break;
 		default: usage(stderr); return 2;
 		}
@@ -619,17 +848,26 @@ static int cmd_repack(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!readable(argv[optind]))
+		return 1;
 	double t0 = now_s();
 	if (scf_repack(argv[optind], argv[optind + 1], &o, stdout, err, sizeof(err)) < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
 		return 1;
 	}
 	printf("repacked in %.1f s\n", now_s() - t0);
+	if (o.codec == SCF_CODEC_ZSTD)
+		printf("note: zstd is HDF5 filter 32015, not built into HDF5: h5py and anndata read "
+		       "this file only with the filter plugin loaded (`import hdf5plugin` from pip's "
+		       "hdf5plugin; Debian 12's python3-hdf5plugin ships no filters); scfetch "
+		       "decodes it itself.  --codec deflate is readable everywhere.\n");
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	/* Failures are reported in one sentence each, not as HDF5's error stack. */
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

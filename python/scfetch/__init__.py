@@ -16,15 +16,18 @@ it is gone.
 PyTorch: scfetch.torch.SCFetchDataset.  Command line: python3 -m scfetch.
 """
 import ctypes
+import operator
 import os
 import threading
 import weakref
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _capi as C
 
 _lib, library_path = C.load()
+PathOrPaths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 _v = _lib.scf_version()
 __version__ = f"{_v // 10000}.{_v // 100 % 100}.{_v % 100}"
 
@@ -168,8 +171,9 @@ class Batch:
     of a categorical column, int64 values of an integer or boolean column,
     float64 values of a float column}; {} without obs columns),
     ``obs_names`` and ``obs_categories`` ({column: [label, ...] or None for
-    an integer or float column}), ``epoch``, ``index`` (batch number in this
-    rank's epoch).
+    an integer or float column}), ``obsm`` ({name: the rows of obsm/<name>,
+    a copy} for the Loader's ``obsm``), ``epoch``, ``index`` (batch number
+    in this rank's epoch).
 
     The buffer is given back when this object and every view taken from it
     are gone; ``release()`` (or leaving ``with batch:``) drops this object's
@@ -180,7 +184,7 @@ class Batch:
 
     __slots__ = ("n_rows", "n_cols", "nnz", "epoch", "index", "output", "indptr",
                  "indices", "data", "row_ids", "obs", "obs_values", "obs_names",
-                 "obs_categories", "path", "_lease")
+                 "obs_categories", "obsm", "path", "_lease")
 
     def __init__(self, loader, engine, bp):
         b = bp.contents
@@ -211,6 +215,7 @@ class Batch:
         self.obs_names = loader.obs_names
         self.obs_categories = loader.obs_categories
         self.path = loader.path
+        self.obsm = {}  # set by the Loader: copies, they hold no buffer
         self._lease = lease
 
     def release(self):
@@ -301,12 +306,54 @@ class Batch:
                 f"epoch={self.epoch} index={self.index}{state}>")
 
 
-def _u32(name, value):
-    """None and 0 both mean 'the engine's default'."""
-    value = 0 if value is None else int(value)
-    if not 0 <= value < 2**32:
-        raise ValueError(f"scfetch: {name} = {value} is out of range")
-    return value
+# Bounds of scf_options' integer fields (include/scfetch.h).  None leaves a
+# field to the engine's default; 0 is never passed for "default", so that
+# batch_size=0 is an error instead of silently meaning 64.
+_U32 = 2**32 - 1
+_BOUNDS = {
+    "batch_size": (1, 1 << 20), "block_size": (1, 1 << 30), "fetch_factor": (1, 1 << 16),
+    "epoch": (0, _U32), "rank": (0, _U32 - 1), "world_size": (1, _U32),
+    "worker": (0, _U32 - 1), "num_workers": (1, _U32), "fetches_in_flight": (1, 64),
+    "queue_depth": (4, 4096), "max_read": (4096, 64 << 20), "coalesce_gap": (1, _U32),
+    "threads": (1, 256), "seed": (0, 2**64 - 1), "total_size": (1, 1 << 40),
+}
+
+
+def _int(name, value, lo=None, hi=None):
+    """An integer option within its bounds: ints and numpy integers only.
+    64.5, "8" and True are errors (TypeError), never truncated or coerced;
+    out of range is a ValueError."""
+    if lo is None:
+        lo, hi = _BOUNDS[name]
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"scfetch: {name} must be an integer, not {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"scfetch: {name} must be an integer, not "
+                        f"{type(value).__name__} {value!r}") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"scfetch: {name} = {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def _opt_int(name, value):
+    """An integer option where None means the engine's default (0 in C)."""
+    return 0 if value is None else _int(name, value)
+
+
+def _flag(name, value):
+    """A yes/no option: bool, numpy bool, 0 or 1 (a string would be truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"scfetch: {name} must be True or False, not {value!r}")
+
+
+def random_seed():
+    """A fresh 64-bit seed from os.urandom (what seed=None draws)."""
+    return int.from_bytes(os.urandom(8), "little")
 
 
 def _choice(name, table, value):
@@ -358,7 +405,7 @@ def _selection(o, indices, weights, total_size, balance_obs, columns):
         o.n_weights = w.size  # the engine checks it against the rows sampled
         keep.append(w)
     if total_size is not None:
-        o.total_size = int(total_size)
+        o.total_size = _int("total_size", total_size)
     if balance_obs is not None:
         b = balance_obs.encode()
         o.balance_obs = b
@@ -385,6 +432,94 @@ def split(n_rows, fractions, seed=0):
     return [np.flatnonzero(part == p).astype(np.uint64) for p in range(len(fractions))]
 
 
+def apply_transforms(items, fetch_factor, index_of, fetch_transform, batch_transform):
+    """The hooks of Loader and SCFetchDataset over a stream of batches.
+
+    fetch_transform gets the list of one fetch's batches (the fetch_factor
+    consecutive batches that the engine read together into one buffer; the
+    last fetch of an epoch may have fewer) and returns an iterable of items;
+    batch_transform then maps each item.  A fetch is recognised by batch
+    index // fetch_factor, which is how the engine cuts a worker's share."""
+    if fetch_transform is not None:
+        items = _by_fetch(items, fetch_factor, index_of, fetch_transform)
+    if batch_transform is not None:
+        items = map(batch_transform, items)
+    return iter(items)
+
+
+def _by_fetch(items, fetch_factor, index_of, fetch_transform):
+    group = []
+    for it in items:
+        group.append(it)
+        if (index_of(it) + 1) % fetch_factor == 0:
+            out, group = fetch_transform(group), []
+            yield from out
+            del out
+    if group:
+        yield from fetch_transform(group)
+
+
+class _Obsm:
+    """obsm arrays (e.g. X_pca) given per batch, indexed by row ids.
+
+    Each file's obsm/<name> must be a dense array of one row per cell.
+    Contiguous, unfiltered ones (what anndata writes) are memory-mapped,
+    so nothing is read at open and the page cache serves the rows; chunked
+    or compressed ones are read whole, once."""
+
+    def __init__(self, paths, names):
+        self.names = names
+        self.arrays = {n: [] for n in names}  # per file
+        self.first = np.zeros(len(paths), np.int64)
+        if not names:
+            return
+        try:
+            import h5py
+        except ImportError:
+            raise ImportError("scfetch: obsm= reads obsm arrays with h5py "
+                              "(apt-get install python3-h5py)") from None
+        first = 0
+        for i, path in enumerate(paths):
+            self.first[i] = first
+            with h5py.File(path, "r") as f:
+                for n in names:
+                    self.arrays[n].append(self._open(path, f, n))
+                first += self.arrays[names[0]][-1].shape[0]
+
+    @staticmethod
+    def _open(path, f, name):
+        import h5py
+
+        d = f.get(f"obsm/{name}")
+        if d is None:
+            have = list(f["obsm"].keys()) if "obsm" in f else []
+            raise KeyError(f"{path}: no obsm/{name} (obsm holds {have})")
+        if not isinstance(d, h5py.Dataset) or d.ndim not in (1, 2):
+            enc = d.attrs.get("encoding-type", type(d).__name__)
+            raise ValueError(f"{path}: obsm/{name} is {enc}; only dense arrays are delivered")
+        offset = d.id.get_offset()
+        if d.chunks is None and offset is not None and d.dtype.kind in "fiub":
+            return np.memmap(path, dtype=d.dtype, mode="r", offset=offset, shape=d.shape)
+        return d[()]
+
+    def take(self, row_ids):
+        """{name: array of the rows row_ids}, copied out of the file."""
+        if not self.names:
+            return {}
+        ids = row_ids.astype(np.int64)
+        if len(self.first) == 1:
+            return {n: np.asarray(a[0][ids]) for n, a in self.arrays.items()}
+        f = np.searchsorted(self.first, ids, side="right") - 1
+        out = {}
+        for n, parts in self.arrays.items():
+            col = np.empty((len(ids),) + parts[0].shape[1:], parts[0].dtype)
+            for i in np.unique(f):
+                sel = f == i
+                col[sel] = parts[i][ids[sel] - self.first[i]]
+            out[n] = col
+        return out
+
+
 class Loader:
     """A stream of shuffled minibatches from one matrix of one .h5ad file, or
     of a collection of files.
@@ -399,15 +534,30 @@ class Loader:
 
     The arguments mirror scf_options (include/scfetch.h): ``matrix`` "X",
     "layers/<name>" or "raw/X"; ``strategy`` "block" (shuffled blocks of
-    ``block_size`` rows) or "stream" (file order); ``shuffle`` None (the
-    strategy's default), True or False for shuffling inside each fetch of
-    ``batch_size * fetch_factor`` rows; ``seed`` (epoch e uses seed + 1000 e);
-    ``rank``/``world_size`` and ``worker``/``num_workers`` select this
-    process's share; ``obs`` names obs columns delivered per row;
-    ``output`` "csr" or "dense"; ``direct=False`` reads through the page
-    cache; ``pin=False`` skips mlock(); ``allocator`` an Allocator for the
-    output buffers.  Numeric tuning arguments left None take the engine's
+    ``block_size`` rows), "stream" (file order), "weighted" or "balanced"
+    (below); ``shuffle`` None (the strategy's default), True or False for
+    shuffling inside each fetch of ``batch_size * fetch_factor`` rows;
+    ``seed`` (epoch e uses seed + 1000 e; None draws one from os.urandom,
+    kept as ``loader.seed``); ``rank``/``world_size`` and
+    ``worker``/``num_workers`` select this process's share; ``obs`` names
+    obs columns delivered per row; ``obsm`` names obsm arrays (e.g.
+    "X_pca") whose rows come with each batch as ``batch.obsm`` (read with
+    h5py: memory-mapped when stored contiguously); ``output`` "csr" or
+    "dense"; ``direct=False`` reads through the page cache; ``pin=False``
+    skips mlock(); ``allocator`` an Allocator for the output buffers.
+    Integer arguments must be integers within the bounds scf_options
+    documents (64.5 or 0 rows per batch are errors, never rounded or
+    defaulted); numeric tuning arguments left None take the engine's
     defaults.
+
+    Hooks (scDataset's fetch_transform and batch_transform): iterating
+    calls ``fetch_transform(batches)`` with the list of one fetch's Batch
+    objects (up to fetch_factor consecutive batches the engine read
+    together; the last fetch of an epoch may be shorter) and yields what it
+    returns (any iterable); ``batch_transform(item)`` is applied to each
+    item (a Batch, or what fetch_transform returned) and its result is
+    yielded.  The Batches are zero-copy views: return copies of what you
+    keep.  next_batch() bypasses both.
 
     Training-run options: ``indices`` restricts sampling to these rows (a
     split, see ``split()``); strategy "weighted" draws ``total_size`` rows per
@@ -424,13 +574,20 @@ class Loader:
     then keep the engine open until they are gone.
     """
 
-    def __init__(self, path, matrix="X", batch_size=64, block_size=16, fetch_factor=16,
-                 strategy="block", shuffle=None, drop_last=False, seed=0, epoch=0, rank=0,
-                 world_size=1, worker=0, num_workers=1, obs=(), output="csr",
-                 fetches_in_flight=None, queue_depth=None, max_read=None, coalesce_gap=None,
-                 threads=None, direct=True, pin=True, allocator=None, indices=None,
-                 weights=None, total_size=None, replace=True, balance_obs=None,
-                 columns=None, even_ranks=False):
+    def __init__(self, path: PathOrPaths, matrix: str = "X", batch_size: int = 64,
+                 block_size: int = 16, fetch_factor: int = 16, strategy: str = "block",
+                 shuffle: Optional[bool] = None, drop_last: bool = False,
+                 seed: Optional[int] = 0, epoch: int = 0, rank: int = 0, world_size: int = 1,
+                 worker: int = 0, num_workers: int = 1, obs: Union[str, Sequence[str]] = (),
+                 output: str = "csr", fetches_in_flight: Optional[int] = None,
+                 queue_depth: Optional[int] = None, max_read: Optional[int] = None,
+                 coalesce_gap: Optional[int] = None, threads: Optional[int] = None,
+                 direct: bool = True, pin: bool = True, allocator: Optional[Allocator] = None,
+                 indices=None, weights=None, total_size: Optional[int] = None,
+                 replace: bool = True, balance_obs: Optional[str] = None, columns=None,
+                 even_ranks: bool = False, obsm: Union[str, Sequence[str]] = (),
+                 fetch_transform: Optional[Callable[[List["Batch"]], Iterable[Any]]] = None,
+                 batch_transform: Optional[Callable[["Batch"], Any]] = None):
         if isinstance(path, (str, bytes, os.PathLike)):
             self.paths = (os.fspath(path),)
             self.path = self.paths[0]
@@ -442,11 +599,25 @@ class Loader:
         if isinstance(obs, str):
             obs = [obs]
         self.obs_names = tuple(obs)
+        for name, fn in (("fetch_transform", fetch_transform),
+                         ("batch_transform", batch_transform)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"scfetch: {name} must be callable, not {fn!r}")
+        self.fetch_transform, self.batch_transform = fetch_transform, batch_transform
+        if seed is None:
+            if _int("world_size", world_size) > 1:
+                raise ValueError("scfetch: seed=None draws a seed in this process, but the "
+                                 f"{world_size} ranks need one seed: pass seed= (the torch "
+                                 "dataset broadcasts rank 0's)")
+            seed = random_seed()
+        self.seed = _int("seed", seed)
         o = C.scf_options()
         o.size = ctypes.sizeof(C.scf_options)
-        o.flags = ((C.F_DROP_LAST if drop_last else 0) | (0 if direct else C.F_BUFFERED) |
-                   (0 if pin else C.F_NO_PIN) | (0 if replace else C.F_NO_REPLACEMENT) |
-                   (C.F_EVEN_RANKS if even_ranks else 0))
+        o.flags = ((C.F_DROP_LAST if _flag("drop_last", drop_last) else 0) |
+                   (0 if _flag("direct", direct) else C.F_BUFFERED) |
+                   (0 if _flag("pin", pin) else C.F_NO_PIN) |
+                   (0 if _flag("replace", replace) else C.F_NO_REPLACEMENT) |
+                   (C.F_EVEN_RANKS if _flag("even_ranks", even_ranks) else 0))
         matrix_b = matrix.encode()
         o.matrix = matrix_b
         o.strategy = _choice("strategy", C.STRATEGY, strategy)
@@ -459,8 +630,8 @@ class Loader:
                             ("fetches_in_flight", fetches_in_flight),
                             ("queue_depth", queue_depth), ("max_read", max_read),
                             ("coalesce_gap", coalesce_gap), ("threads", threads)):
-            setattr(o, name, _u32(name, value))
-        o.seed = int(seed) & (2**64 - 1)
+            setattr(o, name, _opt_int(name, value))
+        o.seed = self.seed
         names_b = [n.encode() for n in self.obs_names]
         names_arr = (ctypes.c_char_p * max(1, len(names_b)))(*names_b)
         if names_b:
@@ -484,6 +655,9 @@ class Loader:
         self._mid_epoch = False
         self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
         self.obs_kinds = {name: self._kind(i) for i, name in enumerate(self.obs_names)}
+        self._ff = self.info()["batches_per_buffer"]
+        self.obsm = _Obsm([os.fspath(p) for p, _, _ in self.files],
+                          [obsm] if isinstance(obsm, str) else list(obsm))
 
     def locate(self, row):
         """(file index, row in that file) of global row id ``row``."""
@@ -548,25 +722,32 @@ class Loader:
         if rc < 0:
             self._raise(rc)
         self._mid_epoch = True
-        return Batch(self, self._engine, bp)
+        b = Batch(self, self._engine, bp)
+        b.obsm = self.obsm.take(b.row_ids)
+        return b
 
-    def __iter__(self):
-        """The batches of one epoch.  An iteration abandoned half-way is not
-        resumed: the next one starts the following epoch."""
-        if self._mid_epoch:
-            self.set_epoch(self._epoch + 1)
+    def _batches(self):
         while True:
             b = self.next_batch()
             if b is None:
                 return
             yield b
 
+    def __iter__(self) -> Iterator[Any]:
+        """The batches of one epoch, through fetch_transform and
+        batch_transform when given.  An iteration abandoned half-way is not
+        resumed: the next one starts the following epoch."""
+        if self._mid_epoch:
+            self.set_epoch(self._epoch + 1)
+        return apply_transforms(self._batches(), self._ff, lambda b: b.index,
+                                self.fetch_transform, self.batch_transform)
+
     def set_epoch(self, epoch):
         """Restart at the beginning of ``epoch`` (its order is a function of
         seed and epoch only).  Batches still held stay valid."""
         ptr = self._ptr()
         with self._engine.lock:
-            rc = _lib.scf_set_epoch(ptr, _u32("epoch", epoch))
+            rc = _lib.scf_set_epoch(ptr, _int("epoch", epoch))
         self._engine.drain()
         if rc < 0:
             self._raise(rc)

@@ -50,10 +50,12 @@ def data(tmp_path_factory):
         warnings.simplefilter("ignore")
         a = anndata.AnnData(X=x, obs=obs, var=var)
         a.layers["counts"] = counts
+        pca = np.random.default_rng(8).standard_normal((N_ROWS, 6)).astype(np.float32)
+        a.obsm["X_pca"] = pca
         a.write_h5ad(d / "sparse.h5ad")
         anndata.AnnData(X=unsorted, obs=obs.iloc[:200], var=var).write_h5ad(d / "unsorted.h5ad")
         dense = x[:800].toarray()
         anndata.AnnData(X=dense, obs=obs.iloc[:800], var=var).write_h5ad(d / "dense.h5ad")
     return {"sparse": str(d / "sparse.h5ad"), "dense": str(d / "dense.h5ad"),
             "unsorted": str(d / "unsorted.h5ad"), "unsorted_x": unsorted, "x": x,
-            "counts": counts, "dense_x": dense, "codes": codes, "labels": LABELS}
+            "counts": counts, "pca": pca, "dense_x": dense, "codes": codes, "labels": LABELS}

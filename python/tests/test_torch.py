@@ -111,19 +111,30 @@ def test_two_workers_complete_without_duplicates(data, persistent):
     assert not np.array_equal(orders[0], orders[1])
 
 
-def test_two_ranks_are_disjoint_and_complete(data, tmp_path):
+def run_ranks(path, tmp_path, *worker_args):
+    """Two gloo ranks reading one epoch each (ddp_rank.py): their npz files."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     helper = os.path.join(os.path.dirname(__file__), "ddp_rank.py")
-    outs = [tmp_path / f"rank{r}.npy" for r in range(2)]
-    procs = [subprocess.Popen([sys.executable, helper, data["sparse"], str(r), "2", str(port),
-                               str(outs[r])]) for r in range(2)]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    a, b = (np.load(o) for o in outs)
-    assert len(a) and len(b)
-    assert not set(a.tolist()) & set(b.tolist())
-    assert np.array_equal(np.sort(np.concatenate([a, b])), np.arange(data["x"].shape[0]))
+    outs = [tmp_path / f"rank{r}.npz" for r in range(2)]
+    procs = [subprocess.Popen([sys.executable, helper, path, str(r), "2", str(port),
+                               str(outs[r]), *worker_args]) for r in range(2)]
+    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    return [np.load(o) for o in outs]
+
+
+@pytest.mark.parametrize("workers", [(), ("2", "spawn")], ids=["in-process", "spawn-workers"])
+def test_two_ranks_are_disjoint_and_complete(data, tmp_path, workers):
+    # Spawned workers see no process group: the rank must come from the
+    # parent.  seed=None: rank 0's random seed, broadcast.
+    a, b = run_ranks(data["sparse"], tmp_path, *workers)
+    assert int(a["seed"]) == int(b["seed"])
+    ra, rb = a["ids"], b["ids"]
+    assert len(ra) and len(rb)
+    assert not set(ra.tolist()) & set(rb.tolist())
+    assert np.array_equal(np.sort(np.concatenate([ra, rb])), np.arange(data["x"].shape[0]))
+    assert int(a["batches"]) == int(a["len"]) and int(b["batches"]) == int(b["len"])
 
 
 def test_pin_memory_cuda_is_never_faked(data):
@@ -155,3 +166,73 @@ def test_unsorted_rows(data):
 def test_unknown_argument():
     with pytest.raises(TypeError):
         SCFetchDataset("x.h5ad", num_workers=2)
+
+
+def dense_and_labels(item):
+    """A batch_transform as a model wants its input (module level: workers
+    started by spawn must pickle it)."""
+    return item["X"].to_dense(), item["obs"][:, 0].long(), item["row_ids"]
+
+
+def fetch_sizes(items):
+    """A fetch_transform: tags each item with the size of its fetch."""
+    return [dict(it, fetch=len(items)) for it in items]
+
+
+def test_hooks_in_workers(data):
+    ds = SCFetchDataset(data["sparse"], obs=["cell_type"], fetch_transform=fetch_sizes,
+                        batch_transform=dense_and_labels, **FAST)
+    ds.set_epoch(0)
+    ids = []
+    for X, y, rows in DataLoader(ds, batch_size=None, num_workers=2):
+        r = rows.numpy()
+        assert np.array_equal(X.numpy(), data["x"][r].toarray())
+        assert y.dtype == torch.int64 and np.array_equal(y.numpy(), data["codes"][r])
+        ids.append(r)
+    assert np.array_equal(np.sort(np.concatenate(ids)), np.arange(data["x"].shape[0]))
+    sizes = [it["fetch"] for it in SCFetchDataset(data["sparse"], fetch_transform=fetch_sizes,
+                                                   **FAST)]
+    k = sizes[-1]  # fetch_factor batches per fetch; the last fetch may be short
+    assert 1 <= k <= 4 and sizes == [4] * (len(sizes) - k) + [k] * k
+
+
+def test_obs_categories_obsm_and_a_layer(data):
+    ds = SCFetchDataset(data["sparse"], obs=["cell_type"], obsm=["X_pca"], layers=["counts"],
+                        output="dense", **FAST)
+    assert ds.obs_categories == {"cell_type": data["labels"]}
+    n = 0
+    for item in ds:
+        r = item["row_ids"].numpy()
+        assert np.array_equal(item["obsm"]["X_pca"].numpy(), data["pca"][r])
+        assert np.array_equal(item["layers"]["counts"].numpy(),
+                              data["counts"][r].toarray().astype(np.float32))
+        assert np.array_equal(item["X"].numpy(), data["x"][r].toarray())
+        n += len(r)
+    assert n == data["x"].shape[0]
+
+
+def test_options_are_loaders_and_visible():
+    import inspect
+
+    import scfetch
+
+    ds_params = inspect.signature(SCFetchDataset).parameters
+    ld_params = inspect.signature(scfetch.Loader).parameters
+    derived = {"worker", "num_workers", "allocator"}  # set per process by the dataset
+    missing = set(ld_params) - derived - set(ds_params)
+    assert not missing, f"SCFetchDataset lacks Loader options {sorted(missing)}"
+    for name in set(ld_params) & set(ds_params) - {"path", "rank", "world_size"}:
+        assert ds_params[name].default == ld_params[name].default, name
+    assert not any(p.kind == p.VAR_KEYWORD for p in ds_params.values())
+
+
+def test_seed_none_is_drawn_once(data):
+    ds = SCFetchDataset(data["sparse"], seed=None, **FAST)
+    assert isinstance(ds.seed, int)
+    first = epoch_of(ds)[1]
+    ds.set_epoch(0)
+    assert np.array_equal(epoch_of(ds)[1], first)
+    with pytest.raises(ValueError, match="seed"):
+        SCFetchDataset(data["sparse"], seed=None, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter(SCFetchDataset(data["sparse"], batch_size=0)))
