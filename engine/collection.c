@@ -280,7 +280,8 @@ static int load_part(const scf__collection *c, uint32_t f, cat_union *u, const c
 
 	if (rc < 0)
 		return rc;
-	if (f == 0)
+	rc = scf__obs_check_storage(c->mats[f].path, name, &c->mats[f], errbuf, errlen);
+	if (rc == 0 && f == 0)
 		rc = union_start(u, c->n_rows, &one);
 	if (rc == 0 && one.kind != u->c->kind) {
 		snprintf(errbuf, errlen, "%s: obs/%s is %s but in %s it is %s", c->mats[f].path,
@@ -301,8 +302,14 @@ int scf__coll_obs_load(const scf__collection *c, scf__obs_col *col, const char *
 	cat_union u = { .c = col };
 	int rc = 0;
 
-	if (c->n_files == 1)
-		return scf__obs_load(col, c->mats[0].path, name, c->n_rows, errbuf, errlen);
+	if (c->n_files == 1) {
+		rc = scf__obs_load(col, c->mats[0].path, name, c->n_rows, errbuf, errlen);
+		if (rc == 0)
+			rc = scf__obs_check_storage(c->mats[0].path, name, &c->mats[0], errbuf, errlen);
+		if (rc < 0)
+			scf__obs_free(col);
+		return rc;
+	}
 	memset(col, 0, sizeof(*col));
 	snprintf(col->name, sizeof(col->name), "%s", name);
 	for (uint32_t f = 0; f < c->n_files && rc == 0; f++)

@@ -729,3 +729,23 @@ void scf__h5ad_free(scf__matrix *m)
 	scf__chunk_map_free(&m->indices.chunks);
 	scf__chunk_map_free(&m->indptr_ds.chunks);
 }
+
+int scf__h5ad_meets(const scf__matrix *m, const scf__byte_range *r, size_t n,
+                    const char **which)
+{
+	const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+
+	for (int k = 0; k < 2 && ds[k]; k++) {
+		size_t na = 0, i, j;
+		scf__byte_range *a = dset_extents(ds[k], &na);
+		if (!a)
+			return -ENOMEM;
+		int hit = scf__extents_meet(a, na, r, n, &i, &j);
+		free(a);
+		if (hit) {
+			*which = ds[k]->name;
+			return 1;
+		}
+	}
+	return 0;
+}

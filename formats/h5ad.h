@@ -88,6 +88,14 @@ int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
 void scf__h5ad_free(scf__matrix *m);
 
 /*
+ * Whether any of r[0..n) (sorted by address) shares a byte with the stored
+ * bytes of m's data or indices: 1 with *which naming that dataset, else 0;
+ * -ENOMEM.  For the objects read beside the matrix (obs columns).
+ */
+int scf__h5ad_meets(const scf__matrix *m, const scf__byte_range *r, size_t n,
+                    const char **which);
+
+/*
  * formats/indptr: the n entries of a described 1-D integer dataset (indptr)
  * into out, read with pread and the codecs.  0 or a code + reason in why.
  */

@@ -13,6 +13,7 @@
 #include "scfetch.h"
 #include "common/checked.h"
 #include "formats/h5check.h"
+#include "formats/h5ad.h"
 #include "common/faults.h" /* last: may wrap malloc in test builds */
 
 /* A 1-D dataset of n_rows entries, written, of a plausible size: opened, or < 0. */
@@ -371,4 +372,106 @@ void scf__obs_free(scf__obs_col *c)
 	c->ints = NULL;
 	c->floats = NULL;
 	c->n_categories = 0;
+}
+
+/* Append the stored extents of dataset `dname` under loc; 0 or -ENOMEM. */
+static int add_storage(hid_t loc, const char *dname, scf__byte_range **r, size_t *n,
+                       size_t *cap)
+{
+	hid_t d = H5Lexists(loc, dname, H5P_DEFAULT) > 0 ? H5Dopen2(loc, dname, H5P_DEFAULT) : -1;
+	hid_t sp = d >= 0 ? H5Dget_space(d) : -1, dcpl = d >= 0 ? H5Dget_create_plist(d) : -1;
+	hsize_t nc = 0;
+	int rc = 0;
+
+	if (d < 0 || sp < 0 || dcpl < 0)
+		goto out;
+	if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS) {
+		haddr_t off = H5Dget_offset(d);
+		if (off != HADDR_UNDEF)
+			nc = 1;
+		for (hsize_t i = 0; i < nc; i++) {
+			if (*n == *cap) {
+				scf__byte_range *q = realloc(*r, (*cap * 2 + 16) * sizeof(*q));
+				if (!q) { rc = -ENOMEM; goto out; }
+				*r = q;
+				*cap = *cap * 2 + 16;
+			}
+			(*r)[(*n)++] = (scf__byte_range){ off, H5Dget_storage_size(d), 0 };
+		}
+	} else if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Dget_num_chunks(d, sp, &nc) >= 0) {
+		for (hsize_t i = 0; i < nc; i++) {
+			haddr_t addr;
+			hsize_t size;
+			if (H5Dget_chunk_info(d, sp, i, NULL, NULL, &addr, &size) < 0)
+				continue;
+			if (*n == *cap) {
+				scf__byte_range *q = realloc(*r, (*cap * 2 + 16) * sizeof(*q));
+				if (!q) { rc = -ENOMEM; goto out; }
+				*r = q;
+				*cap = *cap * 2 + 16;
+			}
+			(*r)[(*n)++] = (scf__byte_range){ addr, size, 0 };
+		}
+	}
+out:
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (d >= 0)
+		H5Dclose(d);
+	return rc;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const scf__byte_range *x = a, *y = b;
+	return (x->addr > y->addr) - (x->addr < y->addr);
+}
+
+int scf__obs_check_storage(const char *path, const char *name, const struct scf__matrix *m,
+                           char *err, size_t errlen)
+{
+	scf__h5quiet quiet;
+	scf__byte_range *r = NULL;
+	size_t n = 0, cap = 0;
+	char col[200], what[600];
+	const char *which = NULL;
+	int rc = 0;
+
+	snprintf(col, sizeof(col), "obs/%s", name);
+	scf__h5_quiet(&quiet);
+	hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (file >= 0) {
+		H5O_info_t oi;
+		if (H5Oget_info_by_name2(file, col, &oi, H5O_INFO_BASIC, H5P_DEFAULT) >= 0) {
+			if (oi.type == H5O_TYPE_DATASET) {
+				rc = add_storage(file, col, &r, &n, &cap);
+			} else {
+				hid_t g = H5Gopen2(file, col, H5P_DEFAULT);
+				if (g >= 0) {
+					rc = add_storage(g, "codes", &r, &n, &cap);
+					if (rc == 0)
+						rc = add_storage(g, "categories", &r, &n, &cap);
+					H5Gclose(g);
+				}
+			}
+		}
+		H5Fclose(file);
+	}
+	scf__h5_loud(&quiet);
+	if (rc == 0 && n) {
+		qsort(r, n, sizeof(*r), cmp_range);
+		rc = scf__h5ad_meets(m, r, n, &which);
+	}
+	free(r);
+	if (rc == 1) {
+		snprintf(what, sizeof(what), "%s: stored bytes overlap those of %s: the chunk index "
+		         "or layout points into another object", which, col);
+		scf__path_msg(err, errlen, path, what);
+		return SCF_E_CORRUPT;
+	}
+	if (rc < 0)
+		scf__path_msg(err, errlen, path, "out of memory checking obs storage");
+	return rc;
 }

@@ -36,6 +36,15 @@ int scf__obs_load(scf__obs_col *c, const char *path, const char *name, uint64_t 
                   char *err, size_t errlen);
 void scf__obs_free(scf__obs_col *c);
 
+struct scf__matrix;
+/*
+ * The stored bytes of obs/<name> (codes, values, categories) share none
+ * with matrix m's data or indices: else a damaged chunk index could deliver
+ * them as cells.  0, or SCF_E_CORRUPT with a sentence naming both.
+ */
+int scf__obs_check_storage(const char *path, const char *name, const struct scf__matrix *m,
+                           char *err, size_t errlen);
+
 /* Row r as one 64-bit word: the code, the integer, or the double's bits. */
 static inline int64_t scf__obs_word(const scf__obs_col *c, uint64_t r)
 {
