@@ -41,6 +41,10 @@ void scf__arena_free(void *ctx, void *p, size_t n) { scf__pinned_free(ctx, p, n)
 /* The next fetch of the stream, skipping fetches drop_last empties. */
 static int next_order(scf_loader *l, scf__slot *s)
 {
+	/* drop_last may leave an epoch nothing to deliver: then there is no fetch
+	 * at all (looping over empty epochs would never let the thread stop) */
+	if (l->batches_per_epoch == 0)
+		return 0;
 	for (;;) {
 		if (l->prod_k == l->smp.my_count) {
 			if (l->smp.my_count == 0)
