@@ -474,12 +474,6 @@ static int extents_add(scf__byte_range **dst, size_t *dn, const scf__byte_range 
 	return 0;
 }
 
-static int cmp_extent(const void *a, const void *b)
-{
-	const scf__byte_range *x = a, *y = b;
-	return (x->addr > y->addr) - (x->addr < y->addr);
-}
-
 /* What a dataset puts in the file: its stored bytes (when asked), its
  * chunk-index blocks and the first bytes of its object header; each range's
  * id names the owner for messages. */
@@ -532,7 +526,7 @@ static int check_disjoint(const scf__matrix *m, char *err, size_t errlen)
 			for (size_t x = 0; x < na; x++)
 				a[x].id = 1;
 		}
-		qsort(other, n_other, sizeof(*other), cmp_extent);
+		scf__extents_sort(other, n_other);
 		if (scf__extents_meet(a, na, other, n_other, &i, &j)) {
 			uint64_t o = other[j].id;
 			rc = fail(m, ds[k]->name, SCF_E_CORRUPT, err, errlen,

@@ -710,6 +710,12 @@ static int ext_cmp(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+void scf__extents_sort(scf__byte_range *r, size_t n)
+{
+	if (n > 1)
+		qsort(r, n, sizeof(*r), ext_cmp);
+}
+
 scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n)
 {
 	scf__byte_range *e = malloc((m->n ? (size_t)m->n : 1) * sizeof(*e));
@@ -726,7 +732,7 @@ scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n)
 		k++;
 	}
 	if (!sorted)
-		qsort(e, k, sizeof(*e), ext_cmp);
+		scf__extents_sort(e, k);
 	*n = k;
 	return e;
 }
@@ -779,7 +785,7 @@ static int check_overlaps(scf__h5r *r)
 			                  (unsigned long long)c[i - 1].len,
 			                  (unsigned long long)c[i].id, (unsigned long long)c[i].addr);
 	if (rc == 0 && r->meta_n > 1)
-		qsort(r->meta, r->meta_n, sizeof(*r->meta), ext_cmp);
+		scf__extents_sort(r->meta, r->meta_n);
 	if (rc == 0 && scf__extents_meet(c, n, r->meta, r->meta_n, &i, &j))
 		rc = scf__h5_fail(r, SCF_E_CORRUPT, "chunk %llu at byte %llu (%llu bytes) overlaps "
 		                  "the %s at byte %llu: the index points into other data",

@@ -74,6 +74,9 @@ typedef struct scf__byte_range {
  */
 scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n);
 
+/* Sort a list of extents by address. */
+void scf__extents_sort(scf__byte_range *r, size_t n);
+
 /*
  * Whether two lists sorted by address share a byte: 1 with *ia, *ib the
  * first such pair found, else 0.  a must be free of overlaps within itself;

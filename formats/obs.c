@@ -374,6 +374,20 @@ void scf__obs_free(scf__obs_col *c)
 	c->n_categories = 0;
 }
 
+/* Append one extent to *r (*n of *cap used); 0 or -ENOMEM. */
+static int push_range(scf__byte_range **r, size_t *n, size_t *cap, uint64_t addr, uint64_t len)
+{
+	if (*n == *cap) {
+		scf__byte_range *q = realloc(*r, (*cap * 2 + 16) * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		*r = q;
+		*cap = *cap * 2 + 16;
+	}
+	(*r)[(*n)++] = (scf__byte_range){ addr, len, 0 };
+	return 0;
+}
+
 /* Append the stored extents of dataset `dname` under loc; 0 or -ENOMEM. */
 static int add_storage(hid_t loc, const char *dname, scf__byte_range **r, size_t *n,
                        size_t *cap)
@@ -383,37 +397,21 @@ static int add_storage(hid_t loc, const char *dname, scf__byte_range **r, size_t
 	hsize_t nc = 0;
 	int rc = 0;
 
-	if (d < 0 || sp < 0 || dcpl < 0)
-		goto out;
-	if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS) {
-		haddr_t off = H5Dget_offset(d);
-		if (off != HADDR_UNDEF)
-			nc = 1;
-		for (hsize_t i = 0; i < nc; i++) {
-			if (*n == *cap) {
-				scf__byte_range *q = realloc(*r, (*cap * 2 + 16) * sizeof(*q));
-				if (!q) { rc = -ENOMEM; goto out; }
-				*r = q;
-				*cap = *cap * 2 + 16;
+	if (d >= 0 && sp >= 0 && dcpl >= 0) {
+		if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS) {
+			haddr_t off = H5Dget_offset(d);
+			if (off != HADDR_UNDEF)
+				rc = push_range(r, n, cap, off, H5Dget_storage_size(d));
+		} else if (H5Pget_layout(dcpl) == H5D_CHUNKED &&
+		           H5Dget_num_chunks(d, sp, &nc) >= 0) {
+			for (hsize_t i = 0; rc == 0 && i < nc; i++) {
+				haddr_t addr;
+				hsize_t size;
+				if (H5Dget_chunk_info(d, sp, i, NULL, NULL, &addr, &size) >= 0)
+					rc = push_range(r, n, cap, addr, size);
 			}
-			(*r)[(*n)++] = (scf__byte_range){ off, H5Dget_storage_size(d), 0 };
-		}
-	} else if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Dget_num_chunks(d, sp, &nc) >= 0) {
-		for (hsize_t i = 0; i < nc; i++) {
-			haddr_t addr;
-			hsize_t size;
-			if (H5Dget_chunk_info(d, sp, i, NULL, NULL, &addr, &size) < 0)
-				continue;
-			if (*n == *cap) {
-				scf__byte_range *q = realloc(*r, (*cap * 2 + 16) * sizeof(*q));
-				if (!q) { rc = -ENOMEM; goto out; }
-				*r = q;
-				*cap = *cap * 2 + 16;
-			}
-			(*r)[(*n)++] = (scf__byte_range){ addr, size, 0 };
 		}
 	}
-out:
 	if (dcpl >= 0)
 		H5Pclose(dcpl);
 	if (sp >= 0)
@@ -421,12 +419,6 @@ out:
 	if (d >= 0)
 		H5Dclose(d);
 	return rc;
-}
-
-static int cmp_range(const void *a, const void *b)
-{
-	const scf__byte_range *x = a, *y = b;
-	return (x->addr > y->addr) - (x->addr < y->addr);
 }
 
 int scf__obs_check_storage(const char *path, const char *name, const struct scf__matrix *m,
@@ -461,7 +453,7 @@ int scf__obs_check_storage(const char *path, const char *name, const struct scf_
 	}
 	scf__h5_loud(&quiet);
 	if (rc == 0 && n) {
-		qsort(r, n, sizeof(*r), cmp_range);
+		scf__extents_sort(r, n);
 		rc = scf__h5ad_meets(m, r, n, &which);
 	}
 	free(r);
