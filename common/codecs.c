@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <zstd.h>
 
@@ -53,6 +54,7 @@ enum {
 
 struct scf__filter_ctx {
 	struct libdeflate_decompressor *inflater;
+	struct inflate_state *partial; /* ISA-L: inflates stop where asked (prefixes) */
 	ZSTD_DCtx *zstd;
 	uint8_t *buf[2]; /* ping-pong scratch between stages */
 	size_t cap[2];
@@ -87,8 +89,13 @@ scf__filter_ctx *scf__filter_ctx_new(void)
 	c->zstd = ZSTD_createDCtx();
 	if (!c->zstd)
 		goto fail_zstd;
+	c->partial = malloc(sizeof(*c->partial));
+	if (!c->partial)
+		goto fail_partial;
 	return c;
 
+fail_partial:
+	ZSTD_freeDCtx(c->zstd);
 fail_zstd:
 	libdeflate_free_decompressor(c->inflater);
 fail_inflater:
@@ -103,6 +110,7 @@ void scf__filter_ctx_free(scf__filter_ctx *c)
 		return;
 	libdeflate_free_decompressor(c->inflater);
 	ZSTD_freeDCtx(c->zstd);
+	free(c->partial);
 	free(c->buf[0]);
 	free(c->buf[1]);
 	free(c);
@@ -189,6 +197,33 @@ static int undo_deflate(const job *j, span *s, uint8_t *dst, size_t want)
 		            "stream inflates to %zu bytes, expected %zu", got, want);
 	s->p = dst;
 	s->len = want;
+	return 0;
+}
+
+/*
+ * The first `want` bytes of a zlib stream and no more.  libdeflate decodes
+ * whole buffers only; ISA-L's streaming inflate stops when the output is
+ * full.  The stream's Adler-32 covers all of it, so a prefix goes unchecked
+ * (the header is still checked, and a damaged prefix usually fails to parse).
+ */
+static int inflate_prefix(scf__filter_ctx *c, const uint8_t *in, size_t in_len, uint8_t *dst,
+                          size_t want, char *err, size_t errlen)
+{
+	struct inflate_state *st = c->partial;
+
+	isal_inflate_init(st);
+	st->crc_flag = ISAL_ZLIB;
+	st->next_in = (uint8_t *)in;
+	st->avail_in = (uint32_t)in_len;
+	st->next_out = dst;
+	st->avail_out = (uint32_t)want;
+	int r = isal_inflate(st);
+	if (r < 0 || st->avail_out != 0) {
+		snprintf(err, errlen, "deflate: %s after %zu of the %zu bytes needed",
+		         r < 0 ? "stream is corrupt (bad zlib data)" : "stream ends",
+		         want - st->avail_out, want);
+		return SCF_E_CORRUPT;
+	}
 	return 0;
 }
 
@@ -621,6 +656,36 @@ static int finish(const job *j, const span *s)
 	if (s->p != j->out)
 		memcpy(j->out, s->p, s->len);
 	return 0;
+}
+
+/* Whether the only filter applied to the chunk is deflate: a prefix can be had alone. */
+static int deflate_only(const scf__filter *pl, unsigned nf, uint32_t mask)
+{
+	unsigned active = 0, deflate = 0;
+
+	for (unsigned i = 0; i < nf && i < MASK_BITS; i++) {
+		if (!is_active(mask, i))
+			continue;
+		active++;
+		deflate += pl[i].id == F_DEFLATE;
+	}
+	return active == 1 && deflate == 1;
+}
+
+int scf__filter_decode_prefix(scf__filter_ctx *c, const scf__filter *pipeline,
+                              unsigned n_filters, uint32_t filter_mask, size_t elem_size,
+                              const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
+                              size_t want, size_t *made, char *err, size_t errlen)
+{
+	if (want < out_len && in_len <= UINT32_MAX && deflate_only(pipeline, n_filters, filter_mask)) {
+		int rc = inflate_prefix(c, in, in_len, out, want, err, errlen);
+		*made = rc < 0 ? 0 : want;
+		return rc;
+	}
+	int rc = scf__filter_decode(c, pipeline, n_filters, filter_mask, elem_size, in, in_len,
+	                            out, out_len, err, errlen);
+	*made = rc < 0 ? 0 : out_len;
+	return rc;
 }
 
 /* Undo the active filters last-applied first; see common/codecs.h. */

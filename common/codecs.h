@@ -47,4 +47,15 @@ int scf__filter_decode(scf__filter_ctx *c, const scf__filter *pipeline, unsigned
                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
                        char *err, size_t errlen);
 
+/*
+ * The first `want` bytes of the chunk (want <= out_len), decoding no further
+ * than needed when the only filter applied is deflate (*made = want; the
+ * zlib Adler-32, which covers the whole chunk, is then not checked);
+ * otherwise the whole chunk as scf__filter_decode (*made = out_len).
+ */
+int scf__filter_decode_prefix(scf__filter_ctx *c, const scf__filter *pipeline,
+                              unsigned n_filters, uint32_t filter_mask, size_t elem_size,
+                              const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
+                              size_t want, size_t *made, char *err, size_t errlen);
+
 #endif

@@ -9,10 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "common/checked.h"
 #include "common/faults.h" /* last: may wrap malloc in test builds */
 
 #define NOT_DELIVERED UINT32_MAX
+
+static uint64_t clock_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 /* Widen the cache's shape to hold the filtered chunks of ds. */
 static void cache_fit(scf__chunk_cache *c, const scf__dset *ds)
@@ -44,8 +52,9 @@ static int cache_init(scf__chunk_cache *c, const scf__files *fs, int which)
 		return 0;
 	c->buf = malloc(c->ways * c->chunk_bytes);
 	c->ids = malloc(c->ways * sizeof(uint64_t));
+	c->valid = malloc(c->ways * sizeof(uint64_t));
 	c->files = malloc(c->ways * sizeof(uint32_t));
-	if (!c->buf || !c->ids || !c->files)
+	if (!c->buf || !c->ids || !c->valid || !c->files)
 		return -ENOMEM;
 	memset(c->ids, 0xff, c->ways * sizeof(uint64_t));
 	return 0;
@@ -90,6 +99,7 @@ void scf__scratch_free(scf__scratch *s)
 	for (int i = 0; i < 2; i++) {
 		free(s->cache[i].buf);
 		free(s->cache[i].ids);
+		free(s->cache[i].valid);
 		free(s->cache[i].files);
 	}
 	scf__filter_ctx_free(s->fctx);
@@ -167,6 +177,7 @@ static int to_i32(int32_t *dst, const uint8_t *src, uint64_t n, scf__dtype t,
 
 /* What one fetch's assembly needs at hand. */
 typedef struct asm_ctx {
+	const scf__asm_cfg *cfg;
 	const scf__files *fs;
 	const scf__plan *p;
 	const uint8_t *staging;
@@ -175,32 +186,88 @@ typedef struct asm_ctx {
 	size_t errlen;
 } asm_ctx;
 
-/* The bytes of a decoded filtered chunk, decoding it on first use. */
+static const scf__dset *zchunk_dset(const scf__files *fs, const scf__zchunk *z)
+{
+	const scf__matrix *m = &fs->m[z->x.file];
+	return z->ds ? &m->indices : &m->data;
+}
+
+uint64_t scf__zchunk_want(const scf__asm_cfg *cfg, const scf__zchunk *z)
+{
+	uint64_t full = scf__chunk_bytes(zchunk_dset(cfg->fs, z));
+	return cfg->partial_inflate && z->need < full ? z->need : full;
+}
+
+/* A cache entry for the fetch's chunk zc: pinned until the fetch is assembled. */
+static void hold(asm_ctx *a, uint32_t zc, scf__zentry *e)
+{
+	if (a->p->zhold[zc])
+		scf__zcache_put(a->cfg->zc, a->p->zhold[zc]);
+	a->p->zhold[zc] = e;
+}
+
+/*
+ * The bytes of a decoded filtered chunk, decoding it on first use: all of
+ * it, or with partial_inflate the part up to the last byte the fetch uses.
+ * Found in order: held by the fetch (the plan found it in the shared cache),
+ * in this worker's last decodes, published in the shared cache since the
+ * plan; else decoded into a new shared entry, or this worker's buffer when
+ * the shared cache has no room.
+ */
 static const uint8_t *decoded_chunk(asm_ctx *a, uint32_t zc)
 {
 	const scf__zchunk *z = &a->p->zchunk[zc];
 	const scf__matrix *m = &a->fs->m[z->x.file];
-	const scf__dset *ds = z->ds ? &m->indices : &m->data;
+	const scf__dset *ds = zchunk_dset(a->fs, z);
 	scf__chunk_cache *c = &a->sc->cache[z->ds];
-	uint64_t way = z->id % c->ways;
+	uint64_t way = z->id % c->ways, full = scf__chunk_bytes(ds);
+	uint64_t want = scf__zchunk_want(a->cfg, z);
+	scf__zentry *e = a->p->zhold[zc];
 	uint8_t *out = c->buf + way * c->chunk_bytes;
+	size_t made = 0;
 	char why[300];
 
-	if (c->ids[way] == z->id && c->files[way] == z->x.file)
+	if (e && scf__zentry_valid(e) >= want)
+		return scf__zentry_bytes(e);
+	if (c->ids[way] == z->id && c->files[way] == z->x.file && c->valid[way] >= want)
 		return out;
-	c->ids[way] = UINT64_MAX;
+	if (a->cfg->zc && (e = scf__zcache_get(a->cfg->zc, z->x.file, z->ds, z->id, want))) {
+		hold(a, zc, e);
+		a->sc->work.chunk_cache_hits++;
+		return scf__zentry_bytes(e);
+	}
+	/* Rows come once per epoch: a chunk this fetch uses whole (streaming, long
+	 * blocks) is not needed again soon, and is not worth a place in the cache. */
+	e = a->cfg->zc && z->used < full
+	        ? scf__zcache_reserve(a->cfg->zc, z->x.file, z->ds, z->id, full) : NULL;
+	if (e)
+		out = scf__zentry_bytes(e);
+	else
+		c->ids[way] = UINT64_MAX;
 	why[0] = '\0';
-	if (scf__filter_decode(a->sc->fctx, ds->filter, ds->n_filters, z->filter_mask,
-	                       ds->type.size, a->staging + z->x.staging_off, z->x.nbytes,
-	                       out, scf__chunk_bytes(ds), why, sizeof(why)) < 0) {
+	uint64_t t0 = clock_ns();
+	if (scf__filter_decode_prefix(a->sc->fctx, ds->filter, ds->n_filters, z->filter_mask,
+	                              ds->type.size, a->staging + z->x.staging_off, z->x.nbytes,
+	                              out, full, want, &made, why, sizeof(why)) < 0) {
+		if (e)
+			scf__zcache_put(a->cfg->zc, e); /* never published: dropped */
 		snprintf(a->err, a->errlen, "%s: %s: chunk %llu (%llu bytes at byte %llu): %s",
 		         m->path, ds->name, (unsigned long long)z->id,
 		         (unsigned long long)z->x.nbytes, (unsigned long long)z->x.file_off, why);
 		return NULL;
 	}
-	a->sc->decoded += scf__chunk_bytes(ds);
+	a->sc->work.decode_ns += clock_ns() - t0;
+	a->sc->work.bytes_decoded += made;
+	a->sc->work.bytes_decode_skipped += full - made;
+	a->sc->work.chunks_decoded++;
+	if (e) {
+		scf__zcache_publish(a->cfg->zc, e, made);
+		hold(a, zc, e);
+		return out;
+	}
 	c->ids[way] = z->id;
 	c->files[way] = z->x.file;
+	c->valid[way] = made;
 	return out;
 }
 
@@ -556,9 +623,11 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 	layout L = plan_layout(cfg, p, o->n);
 	int32_t *indices = (int32_t *)(arena + L.indices);
 	float *data = (float *)(arena + L.data);
-	asm_ctx a = { .fs = cfg->fs, .p = p, .staging = staging, .sc = sc, .err = err,
+	asm_ctx a = { .cfg = cfg, .fs = cfg->fs, .p = p, .staging = staging, .sc = sc, .err = err,
 	              .errlen = errlen };
 
+	uint64_t t0 = clock_ns(), d0 = sc->work.decode_ns;
+	sc->work.chunk_cache_hits += p->n_cached;
 	err[0] = '\0';
 	place_rows(cfg, p, o, sc);
 	if (scatter_rows(&a, cfg, o, indices, data) < 0) {
@@ -570,5 +639,6 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 		compact_rows(o->n_deliver, sc->out_off, sc->row_len, indices, data);
 	fill_obs(cfg, o, (int32_t *)(arena + L.obs), (int64_t *)(arena + L.obs_values));
 	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);
+	sc->work.assemble_ns += clock_ns() - t0 - (sc->work.decode_ns - d0);
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include "common/codecs.h"
 #include "engine/plan.h"
 #include "engine/sampler.h"
+#include "engine/zcache.h"
 #include "formats/h5ad.h"
 #include "formats/obs.h"
 #include "scfetch.h"
@@ -28,6 +29,7 @@
 typedef struct scf__chunk_cache {
 	uint8_t *buf;
 	uint64_t *ids;       /* UINT64_MAX: empty */
+	uint64_t *valid;     /* decoded bytes held in each slot (a prefix, or all) */
 	uint32_t *files;     /* file of the chunk in each slot */
 	uint64_t chunk_bytes;
 	uint32_t ways;
@@ -42,7 +44,10 @@ typedef struct scf__scratch {
 	uint64_t *row_len;   /* delivery position -> entries kept (column selection) */
 	scf__filter_ctx *fctx;
 	scf__chunk_cache cache[2]; /* data, indices */
-	uint64_t decoded;    /* bytes decoded by this worker (statistics) */
+	scf_stats work;      /* this worker's share of the decode counters since the
+	                        last fetch it handed over: bytes_decoded, decode_ns,
+	                        assemble_ns, chunks_decoded, chunk_cache_hits,
+	                        bytes_decode_skipped */
 } scf__scratch;
 
 int scf__scratch_init(scf__scratch *s, const scf__files *fs, uint64_t fetch_rows);
@@ -60,7 +65,12 @@ typedef struct scf__asm_cfg {
 	uint64_t n_out_cols;     /* columns delivered */
 	double target_sum;       /* > 0: rows scaled to sum to this */
 	int log1p;               /* values become log(1 + x) */
+	int partial_inflate;     /* decode deflate chunks only up to the last byte used */
+	scf__zcache *zc;         /* decoded chunks shared across fetches, or NULL */
 } scf__asm_cfg;
+
+/* Decoded bytes of z the assembly will use (the whole chunk, or the prefix used). */
+uint64_t scf__zchunk_want(const scf__asm_cfg *cfg, const scf__zchunk *z);
 
 /* Arena bytes a fetch needs for its batches. */
 size_t scf__assemble_bytes(const scf__asm_cfg *cfg, const scf__plan *p, uint64_t n_rows);

@@ -98,20 +98,22 @@ static int open_one(scf__collection *c, uint32_t f, const char *path, char *errb
 		return rc;
 	c->direct &= direct;
 	c->any_direct |= direct;
-	rc = scf__h5ad_open(m, path, c->key, errbuf, errlen);
+	rc = scf__h5ad_open_cached(m, path, c->key, &c->ix, errbuf, errlen);
 	if (rc == 0 && f > 0)
 		rc = check_width(c, f, errbuf, errlen);
 	return rc;
 }
 
 int scf__coll_open(scf__collection *c, const char *const *paths, uint32_t n, const char *key,
-                   int want_direct, char *errbuf, size_t errlen)
+                   int want_direct, const scf__idxcfg *ix, char *errbuf, size_t errlen)
 {
 	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	snprintf(c->key, sizeof(c->key), "%s", key);
 	c->want_direct = want_direct;
+	if (ix)
+		c->ix = *ix;
 	c->mats = calloc(n, sizeof(*c->mats));
 	c->fds = malloc(n * sizeof(int));
 	c->row0 = calloc(n + 1, sizeof(uint64_t));

@@ -20,6 +20,7 @@
 typedef struct scf__collection {
 	char key[128];             /* the matrix: "X", "layers/counts" */
 	int want_direct;           /* try O_DIRECT */
+	scf__idxcfg ix;            /* the index cache: used, and where */
 	uint32_t n_files;
 	scf__matrix *mats;         /* n_files */
 	int *fds;                  /* n_files; -1: not open */
@@ -32,7 +33,7 @@ typedef struct scf__collection {
 
 /* Open every file, describe its matrix, check one gene axis.  0 or a code + sentence. */
 int scf__coll_open(scf__collection *c, const char *const *paths, uint32_t n, const char *key,
-                   int want_direct, char *errbuf, size_t errlen);
+                   int want_direct, const scf__idxcfg *ix, char *errbuf, size_t errlen);
 void scf__coll_close(scf__collection *c);
 
 /* obs column `name` of every file, concatenated, as one column of n_rows. */

@@ -216,17 +216,27 @@ static int prepare_subset(scf_loader *l, const char *path, char *errbuf, size_t 
 }
 
 /*
- * Per-row weights in subset order.  Caller's weights follow `indices` order
- * when indices are given, so they are permuted with the sort.
+ * Per-row weights in subset order.  With indices, the caller's weights are
+ * either one per entry of indices (permuted with the sort) or, as scDataset
+ * allows, one per row of the matrix (n_weights = rows; picked by the subset).
  */
 static int prepare_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
 	uint64_t n = l->o.indices ? l->o.n_indices : l->coll.n_rows;
+	/* per entry of indices wins when both counts agree (a permutation of all rows) */
+	int per_row = l->o.indices && l->weights_counted && l->o.n_weights != n &&
+	              l->o.n_weights == l->coll.n_rows;
 
-	if (l->weights_counted && l->o.n_weights != n) {
-		snprintf(errbuf, errlen, "%s: invalid options: n_weights = %llu but there are "
-		         "%llu %s", path, (unsigned long long)l->o.n_weights, (unsigned long long)n,
-		         l->o.indices ? "entries in indices" : "rows");
+	if (l->weights_counted && l->o.n_weights != n && !per_row) {
+		if (l->o.indices)
+			snprintf(errbuf, errlen, "%s: invalid options: n_weights = %llu but there are "
+			         "%llu entries in indices and %llu rows (weights are one per entry of "
+			         "indices, or one per row)", path, (unsigned long long)l->o.n_weights,
+			         (unsigned long long)n, (unsigned long long)l->coll.n_rows);
+		else
+			snprintf(errbuf, errlen, "%s: invalid options: n_weights = %llu but there are "
+			         "%llu rows", path, (unsigned long long)l->o.n_weights,
+			         (unsigned long long)n);
 		return -EINVAL;
 	}
 	l->weights = scf__alloc_array(n, sizeof(double));
@@ -234,6 +244,11 @@ static int prepare_weights(scf_loader *l, const char *path, char *errbuf, size_t
 		return -ENOMEM;
 	if (!l->o.indices) {
 		memcpy(l->weights, l->o.weights, n * sizeof(double));
+		return 0;
+	}
+	if (per_row) {
+		for (uint64_t i = 0; i < n; i++)
+			l->weights[i] = l->o.weights[l->subset[i]];
 		return 0;
 	}
 	uint64_t *order = scf__alloc_array(n, 2 * sizeof(uint64_t));
@@ -276,14 +291,18 @@ static uint64_t class_size(const int64_t *sorted, uint64_t n, int64_t v)
 }
 
 /*
- * Class-balanced weights: 1 / (rows of the class among the rows sampled).
- * A categorical column's classes are its codes, and code -1 (missing) gets
- * weight 0; an integer column's classes are its values, whatever they are
- * (sorting, not a table indexed by value: INT64_MIN and 2^40 cost nothing).
+ * Class-balanced weights: 1 / (rows of the class in the whole column), as
+ * scDataset counts them, or among the rows sampled with
+ * SCF_F_BALANCE_SUBSET.  A categorical column's classes are its codes, and
+ * code -1 (missing) gets weight 0; an integer column's classes are its
+ * values, whatever they are (sorting, not a table indexed by value:
+ * INT64_MIN and 2^40 cost nothing).
  */
 static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t errlen)
 {
 	uint64_t n = l->subset ? l->o.n_indices : l->coll.n_rows;
+	int whole = l->subset && !(l->o.flags & SCF_F_BALANCE_SUBSET);
+	uint64_t n_count = whole ? l->coll.n_rows : n;
 	scf__obs_col col;
 	int64_t *sorted;
 	int rc = scf__coll_obs_load(&l->coll, &col, l->o.balance_obs, errbuf, errlen);
@@ -296,20 +315,20 @@ static int balance_weights(scf_loader *l, const char *path, char *errbuf, size_t
 		scf__obs_free(&col);
 		return -EINVAL;
 	}
-	sorted = scf__alloc_array(n, sizeof(int64_t));
+	sorted = scf__alloc_array(n_count, sizeof(int64_t));
 	l->weights = scf__alloc_array(n, sizeof(double));
 	if (!sorted || !l->weights) {
 		free(sorted);
 		scf__obs_free(&col);
 		return -ENOMEM;
 	}
-	for (uint64_t i = 0; i < n; i++)
-		sorted[i] = scf__obs_word(&col, l->subset ? l->subset[i] : i);
-	qsort(sorted, n, sizeof(int64_t), cmp_i64);
+	for (uint64_t i = 0; i < n_count; i++)
+		sorted[i] = scf__obs_word(&col, l->subset && !whole ? l->subset[i] : i);
+	qsort(sorted, n_count, sizeof(int64_t), cmp_i64);
 	for (uint64_t i = 0; i < n; i++) {
 		int64_t c = scf__obs_word(&col, l->subset ? l->subset[i] : i);
 		int missing = col.kind == SCF__OBS_CATEGORICAL && c < 0;
-		l->weights[i] = missing ? 0.0 : 1.0 / (double)class_size(sorted, n, c);
+		l->weights[i] = missing ? 0.0 : 1.0 / (double)class_size(sorted, n_count, c);
 	}
 	free(sorted);
 	scf__obs_free(&col);
@@ -441,14 +460,40 @@ static int open_input(scf_loader *l, const char *const *paths, uint32_t n,
 		return rc;
 	snprintf(l->matrix_key, sizeof(l->matrix_key), "%s", l->o.matrix);
 	l->o.matrix = l->matrix_key;
+	scf__idxcfg ix = { .use = !(l->o.flags & SCF_F_NO_INDEX_CACHE), .dir = l->o.index_dir };
 	rc = scf__coll_open(&l->coll, paths, n, l->matrix_key, !(l->o.flags & SCF_F_BUFFERED),
-	                    errbuf, errlen);
+	                    &ix, errbuf, errlen);
 	if (rc == 0)
 		rc = load_obs(l, path, errbuf, errlen);
 	if (rc < 0)
 		return rc;
 	l->o.obs = NULL; /* the caller's array need not outlive scf_open */
 	return prepare_selection(l, path, errbuf, errlen);
+}
+
+/* Default memory for decoded chunks kept across fetches. */
+#define CHUNK_CACHE_DEFAULT (256ull << 20)
+
+/* The decoded-chunk cache, sized for the smallest filtered chunk of any file. */
+static int init_zcache(scf_loader *l)
+{
+	uint64_t budget = l->o.chunk_cache_bytes ? l->o.chunk_cache_bytes : CHUNK_CACHE_DEFAULT;
+	uint64_t min_chunk = 0;
+
+	if (l->o.flags & SCF_F_NO_CHUNK_CACHE)
+		budget = 0;
+	for (uint32_t f = 0; f < l->coll.n_files; f++) {
+		const scf__matrix *m = &l->coll.mats[f];
+		const scf__dset *ds[2] = { &m->data, m->encoding == SCF__CSR ? &m->indices : NULL };
+		for (int k = 0; k < 2; k++) {
+			if (!ds[k] || ds[k]->storage != SCF__CHUNKED || ds[k]->n_filters == 0)
+				continue;
+			uint64_t b = scf__chunk_bytes(ds[k]);
+			if (!min_chunk || b < min_chunk)
+				min_chunk = b;
+		}
+	}
+	return scf__zcache_init(&l->zc, budget, min_chunk);
 }
 
 /* The engine proper: sampler, buffers, ring and threads. */
@@ -462,13 +507,12 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 	                          .col_map = l->col_map, .n_cols = l->coll.n_cols,
 	                          .n_out_cols = l->col_map ? l->o.n_columns : l->coll.n_cols,
 	                          .target_sum = l->o.normalize_total,
-	                          .log1p = !!(l->o.flags & SCF_F_LOG1P) };
+	                          .log1p = !!(l->o.flags & SCF_F_LOG1P),
+	                          .partial_inflate = !!(l->o.flags & SCF_F_PARTIAL_INFLATE) };
 	rc = init_sampler(l);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "%s: %s: %s", path, l->matrix_key,
 		         rc == -EOVERFLOW ? "too many blocks (more than 2^32)"
-		         : rc == -ERANGE ? "total_size exceeds the rows with positive weight "
-		                           "(drawing without replacement)"
 		         : rc == -EINVAL ? "weights must be finite, >= 0, and not all 0"
 		         : scf_strerror(rc));
 		return rc;
@@ -478,6 +522,9 @@ static int start_engine(scf_loader *l, char *errbuf, size_t errlen)
 	l->pcfg.max_read = l->o.max_read;
 	l->pcfg.gap = l->o.coalesce_gap == UINT32_MAX ? 0 : l->o.coalesce_gap;
 	scf__pinned_init(&l->pin, &l->o.allocator, !(l->o.flags & SCF_F_NO_PIN));
+	rc = init_zcache(l);
+	if (rc < 0)
+		goto fail_zcache;
 	rc = init_ring(l);
 	if (rc < 0)
 		goto fail_slots;
@@ -507,6 +554,8 @@ fail_workers:
 	free(l->workers);
 fail_slots:
 	scf__ring_free(&l->ring, scf__arena_free, &l->pin);
+	scf__zcache_free(&l->zc);
+fail_zcache:
 	scf__sampler_free(&l->smp);
 	return rc;
 }
@@ -726,28 +775,54 @@ int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_par
 	return 0;
 }
 
-int scf_info_get(const scf_loader *l, scf_info *out)
+/* Copy the first min(caller's size, ours) bytes: callers built against an
+ * older header pass a smaller struct, newer ones a larger (zeroed) one. */
+static int copy_sized(void *out, const void *full, size_t ours)
 {
-	memset(out, 0, sizeof(*out));
-	out->n_rows = l->coll.n_rows;
-	out->n_cols = l->coll.n_cols;
-	out->nnz = l->coll.nnz;
-	out->dense = l->coll.mats[0].encoding == SCF__DENSE;
-	out->batches_per_epoch = l->batches_per_epoch;
-	out->rows_per_epoch = l->rows_per_epoch;
-	out->output_buffers = l->ring.n_slots;
-	out->batches_per_buffer = l->o.fetch_factor;
-	out->n_cols_out = l->acfg.n_out_cols;
+	uint32_t want;
+	memcpy(&want, out, sizeof(want));
+	if (want < 2 * sizeof(uint32_t))
+		return -EINVAL;
+	size_t n = want < ours ? want : ours;
+	memcpy((char *)out + sizeof(want), (const char *)full + sizeof(want), n - sizeof(want));
 	return 0;
 }
 
-void scf_stats_get(scf_loader *l, scf_stats *out)
+int scf_info_get(const scf_loader *l, scf_info *out)
 {
-	scf__ring_stats(&l->ring, out);
-	out->reads_submitted = __atomic_load_n(&l->io.reads_submitted, __ATOMIC_RELAXED);
-	out->reads_requeued = __atomic_load_n(&l->io.reads_requeued, __ATOMIC_RELAXED);
-	out->pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
-	out->direct = (uint32_t)l->coll.direct;
+	if (!l || !out)
+		return -EINVAL;
+	scf_info i;
+	memset(&i, 0, sizeof(i));
+	i.size = sizeof(i);
+	i.n_rows = l->coll.n_rows;
+	i.n_cols = l->coll.n_cols;
+	i.nnz = l->coll.nnz;
+	i.dense = l->coll.mats[0].encoding == SCF__DENSE;
+	i.batches_per_epoch = l->batches_per_epoch;
+	i.rows_per_epoch = l->rows_per_epoch;
+	i.output_buffers = l->ring.n_slots;
+	i.batches_per_buffer = l->o.fetch_factor;
+	i.n_cols_out = l->acfg.n_out_cols;
+	for (uint32_t f = 0; f < l->coll.n_files; f++) {
+		i.index_cached += l->coll.mats[f].idx.state == SCF__IDX_REUSED;
+		i.index_built += l->coll.mats[f].idx.state == SCF__IDX_BUILT;
+	}
+	return copy_sized(out, &i, sizeof(i));
+}
+
+int scf_stats_get(scf_loader *l, scf_stats *out)
+{
+	if (!l || !out)
+		return -EINVAL;
+	scf_stats s;
+	scf__ring_stats(&l->ring, &s);
+	s.size = sizeof(s);
+	s.reads_submitted = __atomic_load_n(&l->io.reads_submitted, __ATOMIC_RELAXED);
+	s.reads_requeued = __atomic_load_n(&l->io.reads_requeued, __ATOMIC_RELAXED);
+	s.pinned = (uint32_t)__atomic_load_n(&l->pin.all_locked, __ATOMIC_RELAXED);
+	s.direct = (uint32_t)l->coll.direct;
+	return copy_sized(out, &s, sizeof(s));
 }
 
 const char *scf_io_backend(const scf_loader *l)
@@ -768,9 +843,88 @@ void scf_close(scf_loader *l)
 	scf__io_exit(&l->io);
 	free(l->workers);
 	scf__ring_free(&l->ring, scf__arena_free, &l->pin);
+	scf__zcache_free(&l->zc);
 	scf__sampler_free(&l->smp);
 	free_selection(l);
 	free_obs(l);
 	scf__coll_close(&l->coll);
 	free(l);
+}
+
+const char *scf_index_note(const scf_loader *l, uint32_t file)
+{
+	const scf__matrix *m;
+
+	if (!l || file >= l->coll.n_files)
+		return "";
+	m = &l->coll.mats[file];
+	if (l->o.flags & SCF_F_NO_INDEX_CACHE)
+		return "not used (SCF_F_NO_INDEX_CACHE)";
+	return m->idx.note ? m->idx.note : "";
+}
+
+/* The options scf_index_build() reads: matrix and index_dir. */
+static int index_build_options(const scf_options *opts, const char **key, scf__idxcfg *ix,
+                               char *errbuf, size_t errlen, const char *path)
+{
+	*key = "X";
+	*ix = (scf__idxcfg){ .use = 1 };
+	if (!opts)
+		return 0;
+	if (opts->size < offsetof(scf_options, allocator) + sizeof(scf_allocator) ||
+	    opts->size > sizeof(*opts))
+		return bad_option(errbuf, errlen, path, "size = %u; set it to sizeof(scf_options)",
+		                  opts->size);
+	if (opts->flags & SCF_F_NO_INDEX_CACHE)
+		return bad_option(errbuf, errlen, path, "SCF_F_NO_INDEX_CACHE asks for no index "
+		                  "cache, and scf_index_build() writes one");
+	if (opts->matrix)
+		*key = opts->matrix;
+	if (opts->size >= offsetof(scf_options, index_dir) + sizeof(opts->index_dir))
+		ix->dir = opts->index_dir;
+	return 0;
+}
+
+int scf_index_build(const char *path, const scf_options *opts, char *where, size_t wlen,
+                    char *errbuf, size_t errlen)
+{
+	char scratch[8];
+	const char *key;
+	scf__idxcfg ix;
+	scf__matrix *m;
+	int rc;
+
+	if (!errbuf) {
+		errbuf = scratch;
+		errlen = sizeof(scratch);
+	}
+	errbuf[0] = '\0';
+	if (where && wlen)
+		where[0] = '\0';
+	if (!path) {
+		snprintf(errbuf, errlen, "invalid arguments: path is NULL");
+		return -EINVAL;
+	}
+	rc = index_build_options(opts, &key, &ix, errbuf, errlen, path);
+	if (rc < 0)
+		return rc;
+	if (!(m = malloc(sizeof(*m)))) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	rc = scf__h5ad_open_cached(m, path, key, &ix, errbuf, errlen);
+	if (rc < 0) {
+		free(m);
+		return rc;
+	}
+	if (where && wlen && m->idx.file)
+		snprintf(where, wlen, "%s", m->idx.file);
+	rc = m->idx.state == SCF__IDX_REUSED ? 1 : m->idx.state == SCF__IDX_BUILT ? 0
+	     : m->idx.err < 0 ? m->idx.err : -EIO;
+	if (rc < 0)
+		snprintf(errbuf, errlen, "%s: %s: %s", path, key,
+		         m->idx.note ? m->idx.note : "not written");
+	scf__h5ad_free(m);
+	free(m);
+	return rc;
 }

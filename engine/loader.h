@@ -18,6 +18,7 @@
 #include "engine/sampler.h"
 #include "engine/io.h"
 #include "engine/ring.h"
+#include "engine/zcache.h"
 #include "formats/h5ad.h"
 #include "scfetch.h"
 
@@ -38,6 +39,7 @@ struct scf_loader {
 	scf__plan_cfg pcfg;
 	scf__io io;                /* the read backend: I/O thread */
 	scf__pinned pin;
+	scf__zcache zc;            /* decoded chunks kept across fetches */
 
 	pthread_t io_thread;
 	pthread_t *workers;

@@ -62,12 +62,32 @@ static int next_order(scf_loader *l, scf__slot *s)
 	return 1;
 }
 
+/* The plan's lookup: a chunk an earlier fetch left decoded, pinned for this one. */
+static void *cached_chunk(void *ctx, const scf__zchunk *z)
+{
+	scf_loader *l = ctx;
+	return scf__zcache_get(&l->zc, z->x.file, z->ds, z->id, scf__zchunk_want(&l->acfg, z));
+}
+
+/* Unpin the cache entries a slot's plan holds (its fetch is assembled or dropped). */
+static void release_holds(scf_loader *l, scf__plan *p)
+{
+	for (uint64_t i = 0; i < p->n_zhold; i++) {
+		if (p->zhold[i])
+			scf__zcache_put(&l->zc, p->zhold[i]);
+		p->zhold[i] = NULL;
+	}
+	p->n_zhold = 0;
+}
+
 /* Plan a fetch into a reserved slot and prepare its reads. */
 static int plan_slot(scf_loader *l, scf__slot *s)
 {
 	char msg[600];
 	uint64_t to_read = 0;
 	int rc;
+
+	release_holds(l, &s->plan); /* left by a fetch dropped before its assembly */
 
 	rc = scf__plan_build_files(&s->plan, &l->coll.files, &l->pcfg, s->ord.rows, s->ord.n);
 	if (rc == 0)
@@ -217,11 +237,12 @@ static void decode_slot(scf_loader *l, scf__slot *s, scf__scratch *sc)
 		rc = scf__assemble(&l->acfg, &s->plan, &s->ord, s->staging, s->arena, s->batch,
 		                   &s->n_batch, sc, msg, sizeof(msg));
 	}
+	release_holds(l, &s->plan);
 	if (rc < 0) {
 		scf__ring_fail(&l->ring, s, rc, msg);
 	} else {
-		scf__ring_ready(&l->ring, s, sc->decoded);
-		sc->decoded = 0;
+		scf__ring_ready(&l->ring, s, &sc->work);
+		memset(&sc->work, 0, sizeof(sc->work));
 	}
 	scf__io_wake(&l->io); /* a staging buffer is free: the next fetch can start */
 }
@@ -264,6 +285,11 @@ int scf__pipeline_start(scf_loader *l)
 
 	scf__ring_run(&l->ring, 1);
 	scf__sampler_epoch(&l->smp, l->prod_epoch);
+	if (l->zc.on) {
+		l->pcfg.lookup = cached_chunk;
+		l->pcfg.lookup_ctx = l;
+		l->acfg.zc = &l->zc;
+	}
 	rc = -pthread_create(&l->io_thread, NULL, io_main, l);
 	if (rc < 0)
 		return rc;

@@ -24,6 +24,7 @@ void scf__plan_free(scf__plan *p)
 	free(p->dpiece);
 	free(p->ipiece);
 	free(p->zchunk);
+	free(p->zhold);
 	free(p->reads);
 	free(p->order);
 	memset(p, 0, sizeof(*p));
@@ -85,7 +86,7 @@ typedef struct sink {
 static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 {
 	scf__plan *p = s->p;
-	const scf__chunk *ch = &s->ds->chunks.chunk[id];
+	const scf__chunk_map *cm = &s->ds->chunks;
 
 	/* Rows are sorted, so a chunk seen before is almost always a recent one. */
 	for (uint64_t i = p->n_zchunk, k = 0; i > 0 && k < 64; i--, k++) {
@@ -98,8 +99,9 @@ static int zchunk_of(sink *s, uint64_t id, uint32_t *out)
 	if (grow((void **)&p->zchunk, &p->cap_zchunk, p->n_zchunk + 1, sizeof(*p->zchunk)) < 0)
 		return -ENOMEM;
 	p->zchunk[p->n_zchunk] = (scf__zchunk){
-		.x = { .file_off = ch->addr, .nbytes = ch->size, .file = s->file },
-		.id = id, .filter_mask = ch->filter_mask, .ds = s->which };
+		.x = { .file_off = scf__chunk_addr(cm, id), .nbytes = scf__chunk_size(cm, id),
+		       .file = s->file },
+		.id = id, .filter_mask = scf__chunk_mask(cm, id), .ds = s->which };
 	p->bytes_decoded += scf__chunk_bytes(s->ds);
 	*out = (uint32_t)p->n_zchunk++;
 	return 0;
@@ -113,15 +115,19 @@ static int push_piece(sink *s, uint64_t id, uint64_t in_chunk, uint64_t nbytes)
 
 	if (ds->storage == SCF__CONTIGUOUS) {
 		pc.x.file_off = ds->offset + in_chunk;
-	} else if (ds->chunks.chunk[id].addr == SCF__CHUNK_UNALLOCATED) {
+	} else if (scf__chunk_addr(&ds->chunks, id) == SCF__CHUNK_UNALLOCATED) {
 		pc.x.file_off = SCF__NO_FILE;
 	} else if (s->filtered) {
 		pc.x.file_off = SCF__NO_FILE;
 		pc.x.staging_off = in_chunk;
 		if (zchunk_of(s, id, &pc.zchunk) < 0)
 			return -ENOMEM;
+		scf__zchunk *z = &s->p->zchunk[pc.zchunk];
+		if (in_chunk + nbytes > z->need)
+			z->need = in_chunk + nbytes;
+		z->used += nbytes;
 	} else {
-		pc.x.file_off = ds->chunks.chunk[id].addr + in_chunk;
+		pc.x.file_off = scf__chunk_addr(&ds->chunks, id) + in_chunk;
 	}
 	if (grow((void **)s->arr, s->cap, *s->n + 1, sizeof(**s->arr)) < 0)
 		return -ENOMEM;
@@ -313,6 +319,23 @@ static int row_pieces(scf__plan *p, const scf__matrix *m, sink *sd, sink *si, ui
 	return rc;
 }
 
+/* Chunks an earlier fetch left decoded in the cache are not read again. */
+static int take_cached(scf__plan *p, const scf__plan_cfg *cfg)
+{
+	p->n_cached = 0;
+	if (grow((void **)&p->zhold, &p->cap_zhold, p->n_zchunk, sizeof(*p->zhold)) < 0)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < p->n_zchunk; i++) {
+		p->zhold[i] = cfg->lookup ? cfg->lookup(cfg->lookup_ctx, &p->zchunk[i]) : NULL;
+		if (p->zhold[i]) {
+			p->zchunk[i].x.file_off = SCF__NO_FILE;
+			p->n_cached++;
+		}
+	}
+	p->n_zhold = p->n_zchunk;
+	return 0;
+}
+
 int scf__plan_build_files(scf__plan *p, const scf__files *fs, const scf__plan_cfg *cfg,
                           const uint64_t *rows, uint64_t n)
 {
@@ -323,6 +346,7 @@ int scf__plan_build_files(scf__plan *p, const scf__files *fs, const scf__plan_cf
 		return -ENOMEM;
 	p->n_rows = n;
 	p->n_dpiece = p->n_ipiece = p->n_zchunk = p->n_reads = 0;
+	p->n_zhold = 0; /* the owner unpinned the last plan's entries */
 	p->bytes_requested = p->bytes_decoded = p->nnz = p->dense_rows = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		/* rows are sorted, so the file changes only a few times per fetch */
@@ -339,6 +363,8 @@ int scf__plan_build_files(scf__plan *p, const scf__files *fs, const scf__plan_cf
 	}
 	p->drow[n] = p->n_dpiece;
 	p->irow[n] = p->n_ipiece;
+	if (take_cached(p, cfg) < 0)
+		return -ENOMEM;
 	if (grow((void **)&p->order, &p->cap_order, p->n_dpiece + p->n_ipiece + p->n_zchunk,
 	         sizeof(*p->order)) < 0)
 		return -ENOMEM;

@@ -54,6 +54,8 @@ typedef struct scf__piece {
 typedef struct scf__zchunk {
 	scf__extent x;        /* the chunk as stored */
 	uint64_t id;          /* position in the dataset's chunk grid */
+	uint64_t need;        /* decoded bytes the fetch uses: the end of its last piece */
+	uint64_t used;        /* decoded bytes the fetch's pieces cover, in all */
 	uint32_t filter_mask;
 	uint32_t ds;          /* 0: data, 1: indices; of file x.file */
 } scf__zchunk;
@@ -73,6 +75,10 @@ typedef struct scf__plan_cfg {
 	uint32_t align;       /* 4096 with O_DIRECT, 1 otherwise */
 	uint32_t max_read;    /* multiple of align */
 	uint32_t gap;         /* merge runs closer than this */
+	/* Decoded chunks kept from earlier fetches: returns a pinned entry that
+	 * holds z's bytes (then z is neither read nor decoded), or NULL. */
+	void *(*lookup)(void *ctx, const scf__zchunk *z);
+	void *lookup_ctx;
 } scf__plan_cfg;
 
 typedef struct scf__plan {
@@ -84,7 +90,11 @@ typedef struct scf__plan {
 	scf__piece *dpiece, *ipiece;
 	uint64_t n_dpiece, n_ipiece, cap_dpiece, cap_ipiece;
 	scf__zchunk *zchunk;
-	uint64_t n_zchunk, cap_zchunk;
+	void **zhold;             /* per zchunk: a pinned cache entry holding its
+	                             decoded bytes (from lookup, or published by the
+	                             assembly), or NULL; the owner of the plan unpins */
+	uint64_t n_zchunk, cap_zchunk, n_zhold, cap_zhold;
+	uint64_t n_cached;        /* zchunks found in the cache at plan time */
 	scf__read *reads;
 	uint64_t n_reads, cap_reads;
 	uint64_t staging_bytes;   /* bytes of staging the reads fill */

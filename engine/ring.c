@@ -198,13 +198,18 @@ scf__slot *scf__ring_take_work(scf__ring *r)
 	return s;
 }
 
-void scf__ring_ready(scf__ring *r, scf__slot *s, uint64_t decoded)
+void scf__ring_ready(scf__ring *r, scf__slot *s, const scf_stats *work)
 {
 	pthread_mutex_lock(&r->mu);
 	staging_put(r, s);
 	for (uint32_t i = 0; i < s->n_batch; i++)
 		s->batch[i].epoch = s->epoch;
-	r->st.bytes_decoded += decoded;
+	r->st.bytes_decoded += work->bytes_decoded;
+	r->st.decode_ns += work->decode_ns;
+	r->st.assemble_ns += work->assemble_ns;
+	r->st.chunks_decoded += work->chunks_decoded;
+	r->st.chunk_cache_hits += work->chunk_cache_hits;
+	r->st.bytes_decode_skipped += work->bytes_decode_skipped;
 	r->st.fetches++;
 	s->handed = s->held = 0;
 	s->state = SLOT_READY;
@@ -320,10 +325,14 @@ int scf__ring_release(scf__ring *r, scf_batch *b, int *wake)
 	pthread_mutex_lock(&r->mu);
 	for (unsigned i = 0; i < r->n_slots; i++) {
 		scf__slot *s = &r->slots[i];
-		if (b < s->batch || b >= s->batch + r->fetch_factor)
+		/* Compare addresses as integers: a pointer into the middle of a batch
+		 * is not a batch, and pointer subtraction on it would be undefined
+		 * (compilers drop a check written that way). */
+		uintptr_t at = (uintptr_t)b, lo = (uintptr_t)s->batch;
+		if (at < lo || at >= lo + (uintptr_t)r->fetch_factor * sizeof(*b))
 			continue;
-		size_t k = (size_t)(b - s->batch);
-		if (b != &s->batch[k] || !s->out[k] || s->held == 0)
+		size_t k = (at - lo) / sizeof(*b);
+		if ((at - lo) % sizeof(*b) || !s->out[k] || s->held == 0)
 			break; /* inside the array but not a batch, or not held */
 		s->out[k] = 0;
 		rc = 0;

@@ -115,7 +115,8 @@ void scf__ring_error(scf__ring *r, uint64_t seq, int code, const char *msg);
 /* The next fetch to assemble, or NULL when the threads must end. */
 scf__slot *scf__ring_take_work(scf__ring *r);
 /* Its batches are in the arena: ready for the consumer. */
-void scf__ring_ready(scf__ring *r, scf__slot *s, uint64_t decoded);
+/* `work`: the decode counters of the assembly (bytes_decoded, decode_ns, ...). */
+void scf__ring_ready(scf__ring *r, scf__slot *s, const scf_stats *work);
 
 /* --- consumer --- */
 /* The next batch in sequence, SCF_END_OF_EPOCH, or a negative code (see errmsg). */

@@ -99,8 +99,9 @@ static int init_weighted(scf__sampler *s, uint64_t n)
 			return -EINVAL;
 		positive += w > 0;
 	}
-	if (s->n_pop > positive)
-		return -ERANGE; /* more draws than rows that can be drawn */
+	if (positive == 0)
+		return -EINVAL;
+	s->positive = positive; /* more draws than this: rounds, as scDataset's sampling_size */
 	s->keys = scf__alloc_array(n, sizeof(double));
 	s->idx = scf__alloc_array(n, sizeof(uint64_t));
 	return s->keys && s->idx ? 0 : -ENOMEM;
@@ -129,7 +130,10 @@ int scf__sampler_init(scf__sampler *s, const scf__sampler_cfg *c)
 			return -EOVERFLOW;
 		}
 		s->block_order = scf__alloc_array(nb, sizeof(uint32_t));
-		if (!s->block_order) {
+		uint64_t tail = s->n_pop % c->block_size;
+		if (c->drop_last && tail)
+			s->removed = scf__alloc_array(tail, sizeof(uint64_t));
+		if (!s->block_order || (c->drop_last && tail && !s->removed)) {
 			scf__sampler_free(s);
 			return -ENOMEM;
 		}
@@ -145,7 +149,9 @@ void scf__sampler_free(scf__sampler *s)
 	free(s->cum);
 	free(s->keys);
 	free(s->idx);
+	free(s->removed);
 	s->block_order = NULL;
+	s->removed = NULL;
 	s->drawn = s->idx = NULL;
 	s->cum = s->keys = NULL;
 }
@@ -181,13 +187,74 @@ static void assign_fetches(scf__sampler *s)
 	s->my_count = hi - lo;
 }
 
-/* Shuffle the order of blocks; the tail block lands at a random slot. */
+/*
+ * drop_last: `t` distinct population entries out of n, uniformly at random,
+ * sorted into s->removed.  Floyd's algorithm for a few (the usual case: t <
+ * block_size), selection sampling over all entries for many.
+ */
+static void pick_removed(scf__sampler *s, uint64_t n, uint64_t t, rng *r)
+{
+	uint64_t *out = s->removed, k = 0;
+
+	if (t <= 4096) {
+		for (uint64_t j = n - t; j < n; j++) {
+			uint64_t v = rng_below(r, j + 1), lo = 0, hi = k;
+			while (lo < hi) { /* is v taken already? the array stays sorted */
+				uint64_t mid = lo + (hi - lo) / 2;
+				if (out[mid] < v)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < k && out[lo] == v) {
+				v = j; /* j is larger than everything taken: append */
+				lo = k;
+			}
+			memmove(out + lo + 1, out + lo, (k - lo) * sizeof(*out));
+			out[lo] = v;
+			k++;
+		}
+	} else {
+		for (uint64_t i = 0; i < n && k < t; i++)
+			if (rng_below(r, n - i) < t - k)
+				out[k++] = i;
+	}
+	s->n_removed = t;
+}
+
+/* Population entry of the q-th entry kept after drop_last's removal. */
+static uint64_t kept_entry(const scf__sampler *s, uint64_t q)
+{
+	/* removed[i] - i never decreases: the first i with removed[i] - i > q */
+	uint64_t lo = 0, hi = s->n_removed;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (s->removed[mid] - mid > q)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return q + lo;
+}
+
+/*
+ * Shuffle the order of blocks; the tail block lands at a random slot.
+ * drop_last (as scDataset): a random remainder of the population is left
+ * out this epoch, and the blocks are cut from the rest.
+ */
 static void build_block_order(scf__sampler *s)
 {
 	const scf__sampler_cfg *c = &s->c;
 	uint64_t full = s->n_pop / c->block_size;
 	uint64_t tail = s->n_pop % c->block_size;
 	rng r;
+
+	s->n_removed = 0;
+	if (c->drop_last && tail) {
+		rng_seed(&r, epoch_seed(s) ^ 0x2545f4914f6cdd1dULL);
+		pick_removed(s, s->n_pop, tail, &r);
+	}
 
 	s->n_blocks = full + (tail && !c->drop_last);
 	s->tail_len = c->drop_last ? 0 : tail;
@@ -212,9 +279,11 @@ static void build_block_order(scf__sampler *s)
 	s->seq_len = full * c->block_size + s->tail_len;
 }
 
-/* Row id of population entry i. */
+/* Row id of population entry i (of the entries kept, after drop_last's removal). */
 static uint64_t pop_row(const scf__sampler *s, uint64_t i)
 {
+	if (s->n_removed)
+		i = kept_entry(s, i);
 	if (s->drawn)
 		return s->drawn[i];
 	return s->c.subset ? s->c.subset[i] : i;
@@ -254,15 +323,20 @@ static void draw_weighted(scf__sampler *s)
 			s->drawn[k] = s->c.subset ? s->c.subset[lo] : lo;
 		}
 	} else {
-		for (uint64_t i = 0; i < n; i++) {
-			double u = ((double)(rng_next(&r) >> 11) + 0.5) * 0x1.0p-53;
-			double w = s->c.weights[i];
-			s->keys[i] = w > 0 ? log(u) / w : -__builtin_inf();
-			s->idx[i] = i;
+		/* Rounds of at most `positive` draws, each without replacement (rows
+		 * repeat only across rounds), as scDataset's sampling_size. */
+		for (uint64_t k = 0; k < s->n_pop;) {
+			for (uint64_t i = 0; i < n; i++) {
+				double u = ((double)(rng_next(&r) >> 11) + 0.5) * 0x1.0p-53;
+				double w = s->c.weights[i];
+				s->keys[i] = w > 0 ? log(u) / w : -__builtin_inf();
+				s->idx[i] = i;
+			}
+			qsort_r(s->idx, n, sizeof(uint64_t), cmp_key_desc, s->keys);
+			uint64_t take = s->n_pop - k < s->positive ? s->n_pop - k : s->positive;
+			for (uint64_t j = 0; j < take; j++, k++)
+				s->drawn[k] = s->c.subset ? s->c.subset[s->idx[j]] : s->idx[j];
 		}
-		qsort_r(s->idx, n, sizeof(uint64_t), cmp_key_desc, s->keys);
-		for (uint64_t k = 0; k < s->n_pop; k++)
-			s->drawn[k] = s->c.subset ? s->c.subset[s->idx[k]] : s->idx[k];
 	}
 	qsort(s->drawn, s->n_pop, sizeof(uint64_t), cmp_u64);
 }

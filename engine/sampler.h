@@ -3,10 +3,12 @@
  * minibatches hand them out (the scDataset method):
  *   epoch seed = seed + 1000 * epoch;
  *   BlockShuffling: contiguous blocks of block_size rows in shuffled order,
- *   the short tail block among them at a random place (dropped by drop_last);
+ *   the short tail block among them at a random place; drop_last instead
+ *   leaves out a random remainder of rows each epoch, then cuts the blocks;
  *   BlockWeighted: each epoch draws total_size rows with probability
- *   proportional to their weights (with or without replacement), sorts the
- *   draw and shuffles its blocks the same way;
+ *   proportional to their weights (with replacement, or without in rounds
+ *   of at most the rows of positive weight, rows repeating across rounds),
+ *   sorts the draw and shuffles its blocks the same way;
  *   any strategy may be restricted to a sorted subset of rows;
  *   Streaming: rows in order;
  *   the sequence is cut into fetches of batch_size * fetch_factor rows,
@@ -47,6 +49,10 @@ typedef struct scf__sampler {
 	uint32_t *block_order;  /* BlockShuffling: slot -> block id */
 	uint64_t n_blocks;      /* blocks in block_order (tail included unless dropped) */
 	uint64_t tail_len;      /* rows in the short tail block, 0 if none or dropped */
+	uint64_t *removed;      /* drop_last: population entries left out this epoch
+	                           (a random remainder, sorted), n_removed of them */
+	uint64_t n_removed, cap_removed;
+	uint64_t positive;      /* weighted without replacement: rows with weight > 0 */
 	uint64_t tail_slot;     /* slot holding the tail block */
 	uint64_t seq_len;       /* rows in the epoch's sequence (all ranks) */
 	uint64_t n_fetches;     /* fetches in the epoch (all ranks) */

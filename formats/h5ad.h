@@ -45,6 +45,35 @@ typedef struct scf__dset {
 
 enum scf__encoding { SCF__CSR = 1, SCF__DENSE = 2 };
 
+/* How an open uses the index cache (formats/idxcache.c). */
+typedef struct scf__idxcfg {
+	int use;                /* 0: neither read nor write a cache */
+	const char *dir;        /* scf_options.index_dir, or NULL */
+} scf__idxcfg;
+
+/*
+ * The index cache of a matrix: indptr and the chunk maps of data and
+ * indices may point into its read-only mapping, shared by every process.
+ */
+typedef struct scf__idxinfo {
+	int state;              /* enum scf__idx_state */
+	int err;                /* UNCACHED: the last write's negative errno */
+	int stale;              /* 1 + the place (formats/idxcache.c) of a cache found
+	                           unusable, else 0 */
+	char *note;             /* what the cache did, for scf_index_note(); or NULL */
+	char *file;             /* the cache file used or written, or NULL */
+	void *map;              /* its mapping, or NULL */
+	size_t map_len;
+} scf__idxinfo;
+
+/* Where a described matrix's chunk maps and indptr came from. */
+enum scf__idx_state {
+	SCF__IDX_PARSED = 0,    /* read from the file; no cache asked for */
+	SCF__IDX_REUSED = 1,    /* mapped from a valid index cache */
+	SCF__IDX_BUILT = 2,     /* read from the file, and a cache written */
+	SCF__IDX_UNCACHED = 3   /* read from the file; no cache could be written */
+};
+
 typedef struct scf__matrix {
 	char path[4096];        /* the file, for messages */
 	char key[128];          /* "X", "layers/counts" */
@@ -57,6 +86,8 @@ typedef struct scf__matrix {
 	scf__dtype indptr_type; /* as stored, for `info` */
 	uint64_t max_row_nnz;   /* CSR: most entries stored in one row (scratch sizes) */
 	uint64_t sb_start, sb_len; /* the superblock's bytes */
+	int indptr_borrowed;    /* indptr points into idx.map: not freed */
+	scf__idxinfo idx;
 } scf__matrix;
 
 /*
@@ -82,9 +113,14 @@ typedef struct scf__matrix {
  * Describe `key` in the .h5ad at path.  Returns 0 or a negative code with a
  * sentence naming the file, the dataset and the problem in err.
  * Filtered datasets are described (the caller decides what it can decode).
+ * scf__h5ad_open_cached() takes the chunk maps and indptr from a valid
+ * index cache when cfg->use is set (writing one when there is none); the
+ * guarantees above hold for cached data too (see formats/idxcache.h).
  */
 int scf__h5ad_open(scf__matrix *m, const char *path, const char *key,
                    char *err, size_t errlen);
+int scf__h5ad_open_cached(scf__matrix *m, const char *path, const char *key,
+                          const scf__idxcfg *cfg, char *err, size_t errlen);
 void scf__h5ad_free(scf__matrix *m);
 
 /*

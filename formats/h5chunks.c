@@ -606,6 +606,24 @@ uint64_t scf__h5_lin_to_map(const scf__h5r *r, uint64_t li)
 	return r->slow == 0 ? ps * m->grid[1] + pf : pf * m->grid[1] + ps;
 }
 
+/* A non-zero filter mask goes to the map's short exception list. */
+static int put_mask(scf__h5r *r, uint64_t idx, uint32_t mask)
+{
+	scf__chunk_map *m = r->map;
+
+	if (m->n_exc == r->exc_cap) {
+		uint64_t cap = r->exc_cap ? 2 * r->exc_cap : 16;
+		scf__chunk_exc *q = cap <= SIZE_MAX / sizeof(*q) ? realloc(m->exc, cap * sizeof(*q))
+		                                                 : NULL;
+		if (!q)
+			return scf__h5_fail(r, -ENOMEM, "out of memory for the chunk index");
+		m->exc = q;
+		r->exc_cap = cap;
+	}
+	m->exc[m->n_exc++] = (scf__chunk_exc){ idx, mask, 0 };
+	return 0;
+}
+
 /* Record one chunk after checking that its extent lies inside the file. */
 int scf__h5_put(scf__h5r *r, uint64_t idx, uint64_t rel, uint64_t size,
                 uint32_t mask, const char *what)
@@ -622,10 +640,31 @@ int scf__h5_put(scf__h5r *r, uint64_t idx, uint64_t rel, uint64_t size,
 		                    "the end of the file (%llu bytes)", what,
 		                    (unsigned long long)idx, (unsigned long long)rel,
 		                    (unsigned long long)size, (unsigned long long)r->eof);
-	r->map->chunk[idx].addr = abs;
-	r->map->chunk[idx].size = (uint32_t)size;
-	r->map->chunk[idx].filter_mask = mask;
+	/* each index lists a chunk once; a second entry would leave two masks */
+	if (scf__chunk_addr(r->map, idx) != SCF__CHUNK_UNALLOCATED)
+		return scf__h5_fail(r, SCF_E_CORRUPT, "the %s lists chunk %llu twice", what,
+		                    (unsigned long long)idx);
+	if (mask && put_mask(r, idx, mask) < 0)
+		return -ENOMEM;
+	r->map->rec[idx] = (scf__chunk_rec){ abs, (uint32_t)size };
 	return 0;
+}
+
+static int exc_cmp(const void *a, const void *b)
+{
+	const scf__chunk_exc *x = a, *y = b;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* B-tree leaves come in any order; the mask lookup wants them sorted. */
+static void sort_masks(scf__chunk_map *m)
+{
+	for (uint64_t i = 1; i < m->n_exc; i++) {
+		if (m->exc[i].idx < m->exc[i - 1].idx) {
+			qsort(m->exc, (size_t)m->n_exc, sizeof(*m->exc), exc_cmp);
+			return;
+		}
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -645,7 +684,7 @@ static int map_init(scf__h5r *r, scf__chunk_map *out)
 		if (__builtin_mul_overflow(n, out->grid[i], &n))
 			return scf__h5_fail(r, -ENOMEM, "the chunk grid is too large");
 	}
-	if (n > SIZE_MAX / sizeof(scf__chunk))
+	if (n > SIZE_MAX / sizeof(scf__chunk_rec))
 		return scf__h5_fail(r, -ENOMEM, "the chunk grid is too large");
 	/* Every chunk written takes a byte of the file at least: a grid of more
 	 * chunks than the file has bytes is a damaged dataspace, not data (and
@@ -658,12 +697,12 @@ static int map_init(scf__h5r *r, scf__chunk_map *out)
 		                    (unsigned long long)r->cdims[0] * r->cdims[1],
 		                    (unsigned long long)r->eof);
 	out->n = n;
-	out->chunk = malloc(n ? (size_t)n * sizeof(scf__chunk) : 1);
-	if (!out->chunk)
+	out->rec = malloc(n ? (size_t)n * sizeof(scf__chunk_rec) : 1);
+	if (!out->rec)
 		return scf__h5_fail(r, -ENOMEM, "out of memory for a map of %llu chunks",
 		                    (unsigned long long)n);
 	for (uint64_t i = 0; i < n; i++)
-		out->chunk[i] = (scf__chunk){ SCF__CHUNK_UNALLOCATED, 0, 0 };
+		out->rec[i] = (scf__chunk_rec){ SCF__CHUNK_UNALLOCATED, 0 };
 	r->map = out;
 	return 0;
 }
@@ -725,9 +764,10 @@ scf__byte_range *scf__chunk_extents(const scf__chunk_map *m, size_t *n)
 	if (!e)
 		return NULL;
 	for (uint64_t i = 0; i < m->n; i++) {
-		if (m->chunk[i].addr == SCF__CHUNK_UNALLOCATED)
+		uint64_t a = scf__chunk_addr(m, i);
+		if (a == SCF__CHUNK_UNALLOCATED)
 			continue;
-		e[k] = (scf__byte_range){ m->chunk[i].addr, m->chunk[i].size, i };
+		e[k] = (scf__byte_range){ a, scf__chunk_size(m, i), i };
 		sorted &= k == 0 || e[k].addr >= e[k - 1].addr;
 		k++;
 	}
@@ -856,6 +896,8 @@ int scf__h5chunks_read(int fd, const scf__h5geom *g, uint64_t ohdr_addr,
 		goto free_map;
 	rc = read_index(&r, &l);
 	if (rc == 0)
+		sort_masks(out);
+	if (rc == 0)
 		rc = check_overlaps(&r);
 	if (rc < 0)
 		goto free_map;
@@ -878,10 +920,14 @@ void scf__chunk_map_free(scf__chunk_map *m)
 {
 	if (!m)
 		return;
-	free(m->chunk);
+	if (!m->borrowed) {
+		free(m->rec);
+		free(m->exc);
+	}
 	free(m->meta);
-	m->chunk = NULL;
+	m->rec = NULL;
+	m->exc = NULL;
 	m->meta = NULL;
-	m->n = 0;
-	m->n_meta = 0;
+	m->n = m->n_exc = m->n_meta = 0;
+	m->borrowed = 0;
 }

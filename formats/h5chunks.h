@@ -17,23 +17,81 @@
 
 #define SCF__CHUNK_UNALLOCATED UINT64_MAX
 
-/* One stored chunk.  addr is an absolute file offset (base address added). */
+/* One stored chunk, as the accessors below hand it out. */
 typedef struct scf__chunk {
-	uint64_t addr;        /* SCF__CHUNK_UNALLOCATED: never written (fill value) */
+	uint64_t addr;        /* absolute file offset; SCF__CHUNK_UNALLOCATED: never
+	                         written (reads as the fill value) */
 	uint32_t size;        /* bytes stored (after filters) */
 	uint32_t filter_mask; /* bit i set: filter i of the pipeline was skipped */
 } scf__chunk;
 
+/*
+ * What the map keeps per chunk: 12 bytes, not 16, since an atlas has tens of
+ * millions of chunks.  Packed so that an array of them can be mapped
+ * straight from an index cache file; read it through the accessors.
+ */
+typedef struct __attribute__((packed)) scf__chunk_rec {
+	uint64_t addr;
+	uint32_t size;
+} scf__chunk_rec;
+_Static_assert(sizeof(scf__chunk_rec) == 12, "a chunk record is 12 bytes");
+
+/*
+ * A chunk whose filter mask is not 0.  Writers skip a filter for a chunk
+ * only when it would not shrink, so these are few: kept aside, sorted by
+ * idx, and found by binary search when a filtered chunk is planned.
+ */
+typedef struct scf__chunk_exc {
+	uint64_t idx;
+	uint32_t mask;
+	uint32_t _pad;        /* 0 */
+} scf__chunk_exc;
+
 typedef struct scf__chunk_map {
 	unsigned rank;         /* 1 or 2 */
+	int borrowed;          /* rec and exc point into a mapped index cache
+	                          (formats/idxcache.c): not freed with the map */
 	uint64_t dims[2];      /* current dataset extent, in elements */
 	uint64_t chunk_dims[2];/* chunk shape, in elements */
 	uint64_t grid[2];      /* chunks per dimension: ceil(dims / chunk_dims) */
 	uint64_t n;            /* grid[0] * grid[1] (grid[1] == 1 for rank 1) */
-	scf__chunk *chunk;     /* n entries, row-major over the grid */
-	struct scf__byte_range *meta; /* the object header and index blocks read, sorted */
+	scf__chunk_rec *rec;   /* n entries, row-major over the grid */
+	scf__chunk_exc *exc;   /* n_exc entries, idx strictly increasing */
+	uint64_t n_exc;
+	struct scf__byte_range *meta; /* the object header and index blocks read, sorted
+	                                 (none when the map came from an index cache) */
 	uint64_t n_meta;
 } scf__chunk_map;
+
+static inline uint64_t scf__chunk_addr(const scf__chunk_map *m, uint64_t i)
+{
+	return m->rec[i].addr;
+}
+
+static inline uint32_t scf__chunk_size(const scf__chunk_map *m, uint64_t i)
+{
+	return m->rec[i].size;
+}
+
+/* Filter mask of chunk i: 0 unless listed among the exceptions. */
+static inline uint32_t scf__chunk_mask(const scf__chunk_map *m, uint64_t i)
+{
+	uint64_t lo = 0, hi = m->n_exc;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (m->exc[mid].idx < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < m->n_exc && m->exc[lo].idx == i ? m->exc[lo].mask : 0;
+}
+
+static inline scf__chunk scf__chunk_at(const scf__chunk_map *m, uint64_t i)
+{
+	return (scf__chunk){ m->rec[i].addr, m->rec[i].size, scf__chunk_mask(m, i) };
+}
 
 /* Facts from the superblock and the HDF5 API the parser needs. */
 typedef struct scf__h5geom {

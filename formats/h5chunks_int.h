@@ -51,6 +51,7 @@ typedef struct scf__h5r {
 	uint64_t maxgrid[2];   /* chunks per dimension at the maximum extent */
 	uint64_t n_lin;        /* array entries that cover the current grid */
 	scf__chunk_map *map;
+	uint64_t exc_cap;      /* room in map->exc */
 	uint8_t *node[SCF__H5_MAX_DEPTH]; /* one B-tree node buffer per depth */
 	size_t node_cap[SCF__H5_MAX_DEPTH];
 	size_t node_guess;

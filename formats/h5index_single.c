@@ -38,9 +38,8 @@ int scf__h5_implicit(scf__h5r *r, const scf__h5layout *l)
 		uint64_t idx = scf__h5_lin_to_map(r, li);
 		if (idx == SCF__H5_NONE)
 			continue;
-		r->map->chunk[idx].addr = abs + li * r->chunk_bytes;
-		r->map->chunk[idx].size = (uint32_t)r->chunk_bytes;
-		r->map->chunk[idx].filter_mask = 0;
+		r->map->rec[idx] = (scf__chunk_rec){ abs + li * r->chunk_bytes,
+		                                     (uint32_t)r->chunk_bytes };
 	}
 	return 0;
 }

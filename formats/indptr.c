@@ -77,34 +77,34 @@ static int read_chunked(const scf__dset *ds, int fd, uint64_t n, int64_t *out, c
 	int rc = dec && (fx || !ds->n_filters) ? 0 : -ENOMEM;
 
 	for (uint64_t c = 0; rc == 0 && c * cd < n; c++) {
-		const scf__chunk *ch = &ds->chunks.chunk[c];
+		scf__chunk ch = scf__chunk_at(&ds->chunks, c);
 		uint64_t k = (c + 1) * cd < n ? cd : n - c * cd;
-		if (ch->addr == SCF__CHUNK_UNALLOCATED) {
+		if (ch.addr == SCF__CHUNK_UNALLOCATED) {
 			snprintf(why, wlen, "chunk %llu was never written", (unsigned long long)c);
 			rc = SCF_E_CORRUPT;
 			break;
 		}
-		if (ch->size > in_cap) {
-			uint8_t *q = realloc(in, ch->size);
+		if (ch.size > in_cap) {
+			uint8_t *q = realloc(in, ch.size);
 			if (!q) {
 				rc = -ENOMEM;
 				break;
 			}
 			in = q;
-			in_cap = ch->size;
+			in_cap = ch.size;
 		}
-		rc = pread_full(fd, in, ch->size, ch->addr);
+		rc = pread_full(fd, in, ch.size, ch.addr);
 		if (rc < 0) {
 			snprintf(why, wlen, "chunk %llu cannot be read: %s", (unsigned long long)c,
 			         rc == SCF_E_CORRUPT ? "the file ends first" : scf_strerror(rc));
 			break;
 		}
 		if (ds->n_filters) {
-			rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch->filter_mask,
-			                        ds->type.size, in, ch->size, dec, chunk_bytes, why, wlen);
-		} else if (ch->size < k * ds->type.size) {
+			rc = scf__filter_decode(fx, ds->filter, ds->n_filters, ch.filter_mask,
+			                        ds->type.size, in, ch.size, dec, chunk_bytes, why, wlen);
+		} else if (ch.size < k * ds->type.size) {
 			snprintf(why, wlen, "chunk %llu holds %u bytes, fewer than its %llu entries",
-			         (unsigned long long)c, ch->size, (unsigned long long)k);
+			         (unsigned long long)c, ch.size, (unsigned long long)k);
 			rc = SCF_E_CORRUPT;
 		} else {
 			memcpy(dec, in, k * ds->type.size);

@@ -40,7 +40,7 @@ static unsigned width(uint8_t v)
 static void check_map(const scf__chunk_map *m, uint64_t eof)
 {
 	for (uint64_t i = 0; i < m->n; i++) {
-		const scf__chunk *c = &m->chunk[i];
+		const scf__chunk cv = scf__chunk_at(m, i), *c = &cv;
 		if (c->addr == SCF__CHUNK_UNALLOCATED)
 			continue;
 		if (c->size == 0 || c->addr > eof || c->size > eof - c->addr) {
@@ -72,9 +72,9 @@ static void run(const scf__h5geom *g, const fz_h5c_hdr *h, unsigned rank,
 	if (verbose)
 		fprintf(stderr, "fuzz_h5chunks: %d %s%s\n", rc, err, rc == 0 ? "map read" : "");
 	if (rc < 0) {
-		if (!err[0] || m.chunk) {
+		if (!err[0] || m.rec) {
 			fprintf(stderr, "fuzz_h5chunks: code %d, message \"%s\", map %p\n", rc, err,
-			        (void *)m.chunk);
+			        (void *)m.rec);
 			abort();
 		}
 		return;

@@ -57,6 +57,9 @@ static int verbose; /* SCF_FUZZ_VERBOSE=1: say what each input did (checking see
 
 static void remove_file(void)
 {
+	char cache[160];
+	snprintf(cache, sizeof(cache), "%s.scfidx", path); /* X's index cache, beside it */
+	unlink(cache);
 	unlink(path);
 }
 
@@ -161,17 +164,19 @@ static void check_batch(const scf_batch *b, const scf_info *info, uint32_t n_obs
  * One open and a few batches.  Returns the matrix's column count when it
  * opened, else -1.
  */
-static int64_t stream(uint32_t strategy, uint32_t output, uint32_t n_obs, const char *balance)
+static int64_t stream(uint32_t strategy, uint32_t output, uint32_t n_obs, const char *balance,
+                      int cached)
 {
 	scf_options o = { .size = sizeof(o), .strategy = strategy, .output = output,
 	                  .batch_size = 8, .block_size = 2, .fetch_factor = 2,
 	                  .fetches_in_flight = 1, .queue_depth = 8, .threads = 1, .seed = 3,
-	                  .flags = SCF_F_BUFFERED | SCF_F_NO_PIN,
+	                  .flags = SCF_F_BUFFERED | SCF_F_NO_PIN |
+	                           (cached ? 0 : SCF_F_NO_INDEX_CACHE),
 	                  .obs = n_obs ? obs_cols : NULL, .n_obs = n_obs,
 	                  .balance_obs = balance };
 	char err[1024];
 	scf_loader *l;
-	scf_info info;
+	scf_info info = { .size = sizeof(scf_info) };
 	obs_facts facts;
 	int rc;
 
@@ -215,9 +220,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
-	stream(SCF_STRATEGY_STREAMING, SCF_OUTPUT_CSR, N_OBS_COLS, NULL);
-	int64_t cols = stream(SCF_STRATEGY_BLOCK_SHUFFLING, SCF_OUTPUT_CSR, 0, NULL);
+	/* parsed without a cache; then the cache beside the input is built
+	 * (the last input's is stale: size and mtime changed) and reused */
+	stream(SCF_STRATEGY_STREAMING, SCF_OUTPUT_CSR, N_OBS_COLS, NULL, 0);
+	int64_t cols = stream(SCF_STRATEGY_BLOCK_SHUFFLING, SCF_OUTPUT_CSR, 0, NULL, 1);
 	if (cols >= 0 && cols <= DENSE_MAX_COLS)
-		stream(SCF_STRATEGY_CLASS_BALANCED, SCF_OUTPUT_DENSE, 2, "donor");
+		stream(SCF_STRATEGY_CLASS_BALANCED, SCF_OUTPUT_DENSE, 2, "donor", 1);
 	return 0;
 }

@@ -22,10 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "fuzz/fuzz.h"
 #include "tests/fixtures.h"
+#include "tools/h5util.h"
 
 static const char *out_dir;
 
@@ -40,23 +42,6 @@ static char *path_in(const char *sub, const char *name)
 	static char p[4096];
 	snprintf(p, sizeof(p), "%s/%s/%s", out_dir, sub, name);
 	return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *b;
-
-	if (!f)
-		die(path);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	rewind(f);
-	b = malloc(*len + 1);
-	if (!b || fread(b, 1, *len, f) != *len)
-		die(path);
-	fclose(f);
-	return b;
 }
 
 static void spill(const char *path, const void *a, size_t alen, const void *b, size_t blen)
@@ -120,31 +105,39 @@ static size_t lzf_compress(const uint8_t *in, size_t n, uint8_t *out)
 
 /* ---- filters, forward, as HDF5 applies them ---- */
 
+/*
+ * HDF5's own fletcher32 filter makes the checksum: buf is written as the one
+ * chunk of a dataset in a memory-only file and the stored chunk read back,
+ * so the seeds carry the checksum the real writer computes, not ours.
+ */
 static uint32_t fletcher32(const uint8_t *p, size_t n)
 {
-	size_t words = n / 2;
-	uint32_t s1 = 0, s2 = 0;
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	hsize_t dim = n, off = 0;
+	uint32_t mask = 0, sum;
+	hsize_t stored = 0;
+	uint8_t *chunk = malloc(n + 4);
+	char name[64];
 
-	while (words) {
-		size_t t = words > 360 ? 360 : words;
-		words -= t;
-		do {
-			s1 += ((uint32_t)p[0] << 8) | p[1];
-			p += 2;
-			s2 += s1;
-		} while (--t);
-		s1 = (s1 & 0xffff) + (s1 >> 16);
-		s2 = (s2 & 0xffff) + (s2 >> 16);
-	}
-	if (n % 2) {
-		s1 += (uint32_t)p[0] << 8;
-		s2 += s1;
-		s1 = (s1 & 0xffff) + (s1 >> 16);
-		s2 = (s2 & 0xffff) + (s2 >> 16);
-	}
-	s1 = (s1 & 0xffff) + (s1 >> 16);
-	s2 = (s2 & 0xffff) + (s2 >> 16);
-	return (s2 << 16) | s1;
+	snprintf(name, sizeof(name), "fletcher32-%d.h5", (int)getpid());
+	if (!chunk || n == 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+	    H5Pset_chunk(dcpl, 1, &dim) < 0 || H5Pset_fletcher32(dcpl) < 0)
+		die("fletcher32 set-up");
+	hid_t f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	hid_t sp = H5Screate_simple(1, &dim, NULL);
+	hid_t d = H5Dcreate2(f, "d", H5T_NATIVE_UCHAR, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	if (d < 0 || H5Dwrite(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, p) < 0 ||
+	    H5Dget_chunk_storage_size(d, &off, &stored) < 0 || stored != n + 4 ||
+	    H5Dread_chunk(d, H5P_DEFAULT, &off, &mask, chunk) < 0)
+		die("fletcher32 through HDF5");
+	memcpy(&sum, chunk + n, 4); /* little-endian, as HDF5 stores it */
+	H5Dclose(d);
+	H5Sclose(sp);
+	H5Fclose(f);
+	H5Pclose(dcpl);
+	H5Pclose(fapl);
+	free(chunk);
+	return sum;
 }
 
 /* Apply one filter to buf[0..*len) in place (buf has room to grow). */
@@ -332,7 +325,7 @@ static void h5c_seed(const h5c_spec *s)
 	H5Dclose(d);
 	H5Fclose(f);
 	fz_h5c_pack(&h, hb);
-	uint8_t *b = slurp(tmp, &len);
+	uint8_t *b = fx_slurp(tmp, &len);
 	spill(path_in("fuzz_h5chunks", s->name), hb, sizeof(hb), b, len);
 	free(b);
 	remove(tmp);
@@ -384,18 +377,6 @@ static void h5chunks_seeds(void)
 }
 
 /* ---- fuzz_open: .h5ad files ---- */
-
-static void attr_vstr(hid_t obj, const char *name, const char *value)
-{
-	hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-	H5Tset_size(t, H5T_VARIABLE);
-	H5Tset_cset(t, H5T_CSET_UTF8);
-	hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	H5Awrite(a, t, &value);
-	H5Aclose(a);
-	H5Sclose(sp);
-	H5Tclose(t);
-}
 
 /*
  * A dataset of an unregistered optional filter (lzf or zstd), written by
@@ -454,14 +435,9 @@ static void write_direct_csr(const char *path, int filter, uint64_t seed)
 	hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 	hid_t g = H5Gcreate2(f, "X", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 	int64_t shape[2] = { (int64_t)m.n_rows, (int64_t)m.n_cols };
-	hsize_t two = 2;
-	hid_t sp = H5Screate_simple(1, &two, NULL);
-	hid_t a = H5Acreate2(g, "shape", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-	H5Awrite(a, H5T_NATIVE_INT64, shape);
-	H5Aclose(a);
-	H5Sclose(sp);
-	attr_vstr(g, "encoding-type", "csr_matrix");
-	attr_vstr(g, "encoding-version", "0.1.0");
+	if (h5u_attr_array(g, "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2) < 0 ||
+	    h5u_attr_encoding(g, "csr_matrix", "0.1.0") < 0)
+		die("X attributes");
 	direct_dataset(g, "data", filter, H5T_IEEE_F32LE, 4, data, m.nnz, 32);
 	direct_dataset(g, "indices", filter, H5T_STD_I32LE, 4, idx, m.nnz, 32);
 	direct_dataset(g, "indptr", filter, H5T_STD_I64LE, 8, m.indptr, m.n_rows + 1, 16);

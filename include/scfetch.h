@@ -79,7 +79,8 @@ enum scf_output {
 };
 
 /* scf_options.flags */
-#define SCF_F_DROP_LAST (1u << 0) /* drop the short tail block and short last batch */
+#define SCF_F_DROP_LAST (1u << 0) /* leave out a random remainder of rows each epoch
+                                      (whole blocks only) and every short last batch */
 #define SCF_F_BUFFERED  (1u << 1) /* use the page cache instead of O_DIRECT */
 #define SCF_F_NO_PIN    (1u << 2) /* do not mlock() output buffers */
 #define SCF_F_NO_REPLACEMENT (1u << 3) /* weighted strategies draw without replacement */
@@ -92,7 +93,18 @@ enum scf_output {
                                       of io_uring (chosen anyway, and said so by
                                       scf_io_backend(), when io_uring is refused;
                                       also SCFETCH_IO=pread in the environment) */
-#define SCF_F__ALL      ((1u << 7) - 1)
+#define SCF_F_NO_INDEX_CACHE (1u << 7) /* neither use nor write an index cache: parse
+                                      the file's chunk indexes at every open */
+#define SCF_F_NO_CHUNK_CACHE (1u << 8) /* decode every filtered chunk a fetch needs,
+                                      even when a recent fetch decoded it */
+#define SCF_F_PARTIAL_INFLATE (1u << 9) /* inflate a deflate-only chunk just up to the
+                                      last byte a fetch uses (about half the work for
+                                      scattered rows); the zlib Adler-32 of a chunk
+                                      inflated in part is not checked */
+#define SCF_F_BALANCE_SUBSET (1u << 10) /* CLASS_BALANCED with indices: count classes
+                                      among the rows sampled, not in the whole
+                                      column (scDataset's way, the default) */
+#define SCF_F__ALL      ((1u << 11) - 1)
 
 /*
  * Allocator for output buffers, so that a framework can supply page-locked
@@ -146,23 +158,33 @@ typedef struct scf_options {
 	const uint64_t *indices;    /* sample only these rows (unique, any order), e.g. a
 	                               train split; NULL: all rows */
 	uint64_t n_indices;
-	const double *weights;      /* BLOCK_WEIGHTED: one weight >= 0 per row, or per
-	                               entry of indices when given: n_weights entries */
+	const double *weights;      /* BLOCK_WEIGHTED: one weight >= 0 per row, or, when
+	                               indices are given, per entry of indices or per
+	                               row: n_weights entries.  Without replacement
+	                               more rows than have weight > 0 are drawn in
+	                               rounds (rows repeat across rounds only) */
 	uint64_t total_size;        /* weighted strategies: rows per epoch, at most
 	                               SCF_MAX_TOTAL_SIZE (default: as many as there are
 	                               rows to sample from) */
 	const char *balance_obs;    /* CLASS_BALANCED: the obs column of the classes
 	                               (categorical: code -1 is never drawn; integer:
 	                               every value is a class) */
-	uint64_t n_weights;         /* entries in weights: must equal n_indices when
-	                               indices are given, else the number of rows
-	                               (-EINVAL otherwise).  Callers built against a
-	                               header without this field are trusted. */
+	uint64_t n_weights;         /* entries in weights: the number of rows, or
+	                               n_indices when indices are given (-EINVAL
+	                               otherwise).  Callers built against a header
+	                               without this field are trusted (per entry of
+	                               indices). */
 	double normalize_total;     /* > 0: scale each row so that its values sum to
 	                               this (library-size normalisation, e.g. 1e4),
 	                               summed over all genes before column selection;
 	                               rows summing to 0 stay 0.  Done in the decode
 	                               threads, with SCF_F_LOG1P after it. */
+	const char *index_dir;      /* directory for index caches; NULL: $SCFETCH_INDEX_DIR,
+	                               else beside the file when its directory is
+	                               writable, else $XDG_CACHE_HOME/scfetch
+	                               (~/.cache/scfetch) */
+	uint64_t chunk_cache_bytes; /* memory for decoded filtered chunks kept across
+	                               fetches, default 256 MiB (0 = default) */
 	uint64_t reserved[8];       /* must be 0 */
 } scf_options;
 
@@ -205,33 +227,56 @@ typedef struct scf_batch {
 
 typedef struct scf_loader scf_loader;
 
-/* Statistics since open.  Cumulative counters. */
+/*
+ * Statistics since open.  Cumulative counters.  Set `size` to
+ * sizeof(scf_stats) before scf_stats_get(); fields are only ever added at
+ * the end, so a caller built against an older header passes a smaller size
+ * and gets the fields it knows.
+ */
 typedef struct scf_stats {
+	uint32_t size;             /* sizeof(scf_stats), set by the caller */
+	uint32_t _pad0;
 	uint64_t batches;          /* batches handed out */
 	uint64_t rows;             /* rows handed out */
 	uint64_t fetches;          /* fetches completed */
 	uint64_t bytes_requested;  /* bytes of rows the fetches needed */
 	uint64_t bytes_read;       /* bytes read from the file (after coalescing/alignment) */
 	uint64_t bytes_to_decode;  /* decoded bytes of the filtered chunks fetches needed */
-	uint64_t bytes_decoded;    /* decoded bytes actually produced (workers keep recent chunks) */
-	uint64_t reads_submitted;  /* read requests submitted to io_uring */
+	uint64_t bytes_decoded;    /* decoded bytes actually produced */
+	uint64_t reads_submitted;  /* read requests submitted to the read backend */
 	uint64_t reads_requeued;   /* short reads and -EAGAIN resubmitted */
 	uint64_t wait_ns;          /* time the consumer spent blocked in scf_next */
 	uint64_t max_wait_ns;      /* longest single wait */
 	uint32_t pinned;           /* 1 if output buffers are page-locked */
 	uint32_t direct;           /* 1 if reads use O_DIRECT */
+	uint64_t decode_ns;        /* time the decode threads spent decompressing chunks */
+	uint64_t assemble_ns;      /* time the decode threads spent building batches
+	                              (conversion, placement, transforms) */
+	uint64_t chunks_decoded;   /* filtered chunks decompressed */
+	uint64_t chunk_cache_hits; /* filtered chunks a fetch needed that were found
+	                              decoded already (no read, no decode) */
+	uint64_t bytes_decode_skipped; /* decoded bytes a partial decode did not produce
+	                              (the part of a chunk after the last byte needed) */
 } scf_stats;
 
-/* Facts about the matrix (of all files of a collection), available right after open. */
+/*
+ * Facts about the matrix (of all files of a collection), available right
+ * after open.  Set `size` to sizeof(scf_info) before scf_info_get(); grows
+ * like scf_stats.
+ */
 typedef struct scf_info {
+	uint32_t size;              /* sizeof(scf_info), set by the caller */
+	uint32_t dense;             /* 1 if the (first file's) matrix is a dense 2-D dataset */
 	uint64_t n_rows, n_cols, nnz;
-	uint32_t dense;           /* 1 if the (first file's) matrix is a dense 2-D dataset */
 	uint64_t batches_per_epoch; /* for this rank and worker */
 	uint64_t rows_per_epoch;    /* for this rank and worker */
 	uint32_t output_buffers;    /* fetch buffers; a consumer holding batches of all of
 	                               them stalls the stream (SCF_E_BUFFERS_HELD) */
 	uint32_t batches_per_buffer;/* fetch_factor */
 	uint64_t n_cols_out;        /* columns delivered (after column selection) */
+	uint32_t index_cached;      /* files whose chunk index and indptr came from a
+	                               valid index cache (see scf_index_note()) */
+	uint32_t index_built;       /* files whose index cache was written by this open */
 } scf_info;
 
 /*
@@ -290,8 +335,9 @@ SCF_API int scf_release(scf_loader *l, scf_batch *b);
  */
 SCF_API int scf_set_epoch(scf_loader *l, uint32_t epoch);
 
+/* Both return -EINVAL when out->size is smaller than the two leading fields. */
 SCF_API int scf_info_get(const scf_loader *l, scf_info *out);
-SCF_API void scf_stats_get(scf_loader *l, scf_stats *out);
+SCF_API int scf_stats_get(scf_loader *l, scf_stats *out);
 
 /*
  * Category names of requested obs column `column` (index into
@@ -338,6 +384,104 @@ SCF_API int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32
  * until scf_close().
  */
 SCF_API const char *scf_io_backend(const scf_loader *l);
+
+/*
+ * The index cache: a file beside the .h5ad (or in the cache directory, see
+ * scf_options.index_dir) holding what open needs (chunk maps, indptr),
+ * checked against the file (size, mtime, device, inode) and itself
+ * (version, checksum) before use and mapped read-only, so that every
+ * process on a node shares one copy.  A stale or damaged cache is never
+ * trusted: it is rebuilt.
+ *
+ * scf_index_note: what the cache did for file `file` at open: "reused
+ * /data/a.h5ad.scfidx", "built /data/a.h5ad.scfidx (no index cache yet)",
+ * "rebuilt /data/a.h5ad.scfidx (the file changed: its mtime changed)",
+ * "not cached (...; cannot write ...: Read-only file system)" (the open
+ * works without one) or "not used (SCF_F_NO_INDEX_CACHE)"; "" for a file
+ * index out of range.  Valid until scf_close().  One cache file per .h5ad
+ * and matrix key; a key other than "X" adds a tag to its name.
+ */
+SCF_API const char *scf_index_note(const scf_loader *l, uint32_t file);
+
+/*
+ * Build the index cache of opts->matrix (default "X") in the .h5ad at path
+ * ahead of a job, e.g. on a login node; opts may be NULL, and only matrix
+ * and index_dir are read (SCF_F_NO_INDEX_CACHE gives -EINVAL).  Returns 0
+ * when it was written, 1 when a valid one existed already, or a negative
+ * code with a sentence in errbuf: the file's own errors as scf_open()
+ * reports them, or the last write's errno when no directory could take the
+ * cache.  where, when not NULL, receives the cache file's path.
+ */
+SCF_API int scf_index_build(const char *path, const scf_options *opts, char *where,
+                            size_t wlen, char *errbuf, size_t errlen);
+
+/* ---- describe: what a file holds, without a loader ---- */
+
+/* One dataset a matrix is read from: data, indices, indptr, or a dense X. */
+typedef struct scf_dataset_desc {
+	char name[128];         /* path in the file, e.g. "X/data" */
+	char dtype[16];         /* as stored: "float32", "int64", ... */
+	char filters[64];       /* the filter pipeline in order, e.g. "shuffle+deflate";
+	                           "" when none */
+	uint32_t rank;          /* 1, or 2 for a dense X */
+	uint32_t chunked;       /* 0: contiguous, 1: chunked */
+	uint64_t dims[2];       /* elements (dims[1] is 1 for rank 1) */
+	uint64_t chunk_dims[2]; /* chunked: elements per chunk (chunk_dims[1] 1 for rank 1) */
+	uint64_t n_chunks;      /* chunked: chunks in the grid, written or not */
+	uint64_t offset;        /* contiguous: file offset of element 0 */
+	uint64_t stored_bytes;  /* bytes the dataset's elements occupy in the file
+	                           (after filters; chunks never written count 0) */
+} scf_dataset_desc;
+
+/* One column of the file's obs frame. */
+typedef struct scf_obs_desc {
+	char name[128];
+	int32_t kind;           /* enum scf_obs_kind, or -1: a column scfetch does not
+	                           deliver (strings, nullable arrays, ...) */
+	uint32_t _pad;
+	uint64_t n_categories;  /* SCF_OBS_CATEGORICAL: entries of its categories */
+} scf_obs_desc;
+
+/*
+ * A file described by metadata alone (no matrix element is read).  Set
+ * `size` to sizeof(scf_description) before scf_describe(); fields are only
+ * ever added at the end, like scf_stats.  The arrays are the library's:
+ * scf_describe_free() releases them.
+ */
+typedef struct scf_description {
+	uint32_t size;               /* sizeof(scf_description), set by the caller */
+	uint32_t dense;              /* 1: the matrix is a dense 2-D dataset */
+	char matrix[128];            /* the matrix described ("" when none was asked for) */
+	uint64_t n_rows, n_cols, nnz;/* nnz: stored entries (dense: n_rows x n_cols) */
+	char indptr_dtype[16];       /* CSR: indptr's type as stored */
+	uint32_t n_datasets;         /* entries of dataset: CSR 3 (data, indices,
+	                                indptr), dense 1, no matrix 0 */
+	uint32_t n_obs;              /* entries of obs */
+	scf_dataset_desc dataset[3];
+	scf_obs_desc *obs;           /* the obs columns, in the file's order */
+	const char *const *matrices; /* the matrices of the file: "X", "layers/<name>"...,
+	                                "raw/X", as far as they exist */
+	uint32_t n_matrices;
+	uint32_t _pad;
+} scf_description;
+
+/*
+ * Describe `matrix` ("X", "layers/counts", "raw/X"; NULL: no matrix, only
+ * the file's matrices and obs columns) of the .h5ad at path.  Returns 0, or
+ * a negative code with a sentence in errbuf (the same sentence scf_open()
+ * would give for this matrix).  The matrices and obs columns are described
+ * whenever HDF5 can open the file, even when the matrix cannot be, so that
+ * a caller can name what the file does hold.  -EINVAL, out untouched, when
+ * out->size is smaller than this header's first scf_description; otherwise
+ * out is left for scf_describe_free() whatever the result.
+ */
+SCF_API int scf_describe(const char *path, const char *matrix, scf_description *out,
+                         char *errbuf, size_t errlen);
+
+/* Release what scf_describe() allocated; accepts NULL and a zeroed struct. */
+SCF_API void scf_describe_free(scf_description *d);
+
+/* ---- end describe ---- */
 
 /* The sentence describing the last error, or "" when none. */
 SCF_API const char *scf_errmsg(const scf_loader *l);

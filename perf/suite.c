@@ -14,6 +14,9 @@
  *
  * LIST: plan,scfetch,paced,pread,hdf5,anndata,fio-replay,fio-rand,fio-seq ("fio" =
  * the three fio jobs, "all" = everything).  plan always runs first.
+ * This program uses the public API (and HDF5 for the hdf5 runner); plan and
+ * pread need the engine's sampler and planner and run as scf_baselines
+ * (perf/internal/baselines.c), found beside this program.
  * Thread: the main thread; runners in forked children.
  */
 #include <errno.h>
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "perf/suite.h"
+#include "scfetch.h"
 
 /*
  * Bit i is runner i, in the order they run.  The disk of a shared VM drifts by
@@ -81,6 +85,9 @@ static void usage(FILE *f)
 	"  --cells N                 cells per run, rounded up to whole fetches (50000; 0: epoch)\n"
 	"  --time S                  stop pread/hdf5/anndata at the next fetch after S seconds\n"
 	"                            (10; scfetch: 12 x S)\n"
+	"  --partial-inflate         scfetch: inflate deflate chunks only as far as used\n"
+	"  --chunk-cache MIB         scfetch: memory for decoded chunks kept across fetches\n"
+	"                            (256; 0: off)\n"
 	"  --warmup N                scfetch: consume N cells before the clock starts (0), so\n"
 	"                            that buffers are touched once (steady state)\n"
 	"  --runners LIST            plan,scfetch,paced,pread,hdf5,anndata,fio-replay,fio-rand,\n"
@@ -133,7 +140,8 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{ "fio-time", 1, 0, 'F' }, { "obs", 1, 0, 'o' }, { "matrix", 1, 0, 'm' },
 		{ "hdf5-indptr", 1, 0, 'I' }, { "out", 1, 0, 'O' }, { "tag", 1, 0, 'g' },
 		{ "py-runner", 1, 0, 'P' }, { "python", 1, 0, 'Y' }, { "repeat", 1, 0, 'n' },
-		{ "warmup", 1, 0, 'W' },
+		{ "warmup", 1, 0, 'W' }, { "partial-inflate", 0, 0, 'Z' },
+		{ "chunk-cache", 1, 0, 'K' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int opt;
 
@@ -171,6 +179,12 @@ static int parse_opts(int argc, char **argv, opts *o)
 		case 'Y': o->python = optarg; break;
 		case 'n': o->repeat = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'W': o->c.warmup_cells = strtoull(optarg, NULL, 10); break;
+		case 'Z': o->c.flags |= SCF_F_PARTIAL_INFLATE; break;
+		case 'K': /* MiB; 0 turns the cache off */
+			o->c.chunk_cache = strtoull(optarg, NULL, 10) << 20;
+			if (!o->c.chunk_cache)
+				o->c.flags |= SCF_F_NO_CHUNK_CACHE;
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -185,27 +199,6 @@ static int parse_opts(int argc, char **argv, opts *o)
 
 /* ---- children ---- */
 
-static const char *g_iolog, *g_rows;
-
-static void plan_child(const suite_cfg *c, run_res *r)
-{
-	run_plan(c, r, g_iolog, g_rows);
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-	while (n) {
-		ssize_t k = write(fd, s, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		s += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
 
 static size_t read_all(int fd, void *p, size_t n)
 {
@@ -227,8 +220,13 @@ static double tv_s(struct timeval t)
 	return (double)t.tv_sec + t.tv_usec * 1e-6;
 }
 
-/* Run fn in a fresh child; its figures come back through a pipe, its rusage from wait4. */
-static void fork_run(void (*fn)(const suite_cfg *, run_res *), const suite_cfg *c, outcome *out)
+/*
+ * Run fn in a fresh child, or, with argv, the program argv names with its
+ * stdout on the pipe (the internal baselines); the figures come back through
+ * the pipe, the rusage from wait4.
+ */
+static void fork_run(void (*fn)(const suite_cfg *, run_res *), char *const *argv,
+                     const suite_cfg *c, outcome *out)
 {
 	int pfd[2], status = 0;
 	struct rusage ru = { 0 };
@@ -250,11 +248,18 @@ static void fork_run(void (*fn)(const suite_cfg *, run_res *), const suite_cfg *
 	}
 	if (pid == 0) {
 		close(pfd[0]);
+		if (argv) {
+			dup2(pfd[1], STDOUT_FILENO);
+			close(pfd[1]);
+			execv(argv[0], argv);
+			fprintf(stderr, "scf_suite: %s: %s\n", argv[0], strerror(errno));
+			_exit(127);
+		}
 		run_res *r = calloc(1, sizeof(*r));
 		if (!r)
 			_exit(1);
 		fn(c, r);
-		_exit(write_all(pfd[1], r, sizeof(*r)) < 0);
+		_exit(suite_write_all(pfd[1], r, sizeof(*r)) < 0);
 	}
 	close(pfd[1]);
 	size_t got = read_all(pfd[0], &out->r, sizeof(out->r));
@@ -269,6 +274,25 @@ static void fork_run(void (*fn)(const suite_cfg *, run_res *), const suite_cfg *
 		         WIFSIGNALED(status) ? "signal" : "exit",
 		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 	}
+}
+
+/* scf_baselines, beside this program: the runners that need the engine's internals. */
+static void run_baseline(const char *mode, const suite_cfg *c, outcome *out)
+{
+	char exe[4096], nums[512];
+	const char *argv[SUITE_CFG_ARGC + 2];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 32);
+	char *slash = n > 0 ? memrchr(exe, '/', (size_t)n) : NULL;
+
+	if (!slash || suite_cfg_argv(c, mode, nums, sizeof(nums), argv + 1) < 0) {
+		memset(out, 0, sizeof(*out));
+		out->ran = 1;
+		snprintf(out->r.err, sizeof(out->r.err), "cannot find scf_baselines");
+		return;
+	}
+	strcpy(slash + 1, "scf_baselines");
+	argv[0] = exe;
+	fork_run(NULL, (char *const *)argv, c, out);
 }
 
 /* ---- fio ---- */
@@ -714,11 +738,14 @@ static void run_one(opts *o, int i, unsigned k)
 		run_anndata(o, x);
 		/* It read the plan's own row file: the plan's sequence by construction. */
 		x->r.first_fetch_hash = plan->r.first_fetch_hash;
-	} else if (i == I_PLAN) {
-		fork_run(plan_child, &o->c, x);
+	} else if (i == I_PLAN || i == I_PREAD) {
+		run_baseline(i == I_PLAN ? "plan" : "pread", &o->c, x);
+	} else if (i == I_HDF5) {
+		fork_run(run_hdf5, NULL, &o->c, x);
+		/* It replayed the plan's row file, as anndata does. */
+		x->r.first_fetch_hash = plan->r.first_fetch_hash;
 	} else {
-		fork_run(i == I_SCFETCH || i == I_PACED ? run_scfetch
-		         : i == I_PREAD ? run_pread : run_hdf5, &o->c, x);
+		fork_run(run_scfetch, NULL, &o->c, x);
 	}
 	print_outcome(o, g_names[i], (int)k, x, plan);
 	if (!x->r.ok)
@@ -742,8 +769,8 @@ int main(int argc, char **argv)
 		snprintf(iolog, sizeof(iolog), "/tmp/scf-suite-%d.iolog", (int)getpid());
 		snprintf(rows, sizeof(rows), "/tmp/scf-suite-%d.rows", (int)getpid());
 	}
-	o.iolog = g_iolog = (o.runners & R_FIO_REPLAY) ? iolog : NULL;
-	o.rows = g_rows = (o.runners & R_ANNDATA) ? rows : NULL;
+	o.iolog = o.c.iolog = (o.runners & R_FIO_REPLAY) ? iolog : NULL;
+	o.rows = o.c.rows = (o.runners & (R_HDF5 | R_ANNDATA)) ? rows : NULL;
 
 	run_one(&o, I_PLAN, 0);
 	int ok = g_out[I_PLAN][0].r.ok;
@@ -768,9 +795,9 @@ int main(int argc, char **argv)
 	for (int i = I_HDF5; ok && i <= I_ANNDATA; i++)
 		if (o.runners & (1u << i))
 			run_one(&o, i, 0);
-	if (g_iolog)
+	if (o.iolog)
 		unlink(iolog);
-	if (g_rows)
+	if (o.rows)
 		unlink(rows);
 	if (ok)
 		print_summary(&o);

@@ -20,6 +20,8 @@ typedef struct suite_cfg {
 	uint32_t batch, block, fetch;
 	uint32_t inflight, qd, threads;
 	uint32_t max_read, gap; /* bytes */
+	uint32_t flags;         /* scfetch: extra SCF_F_* (--partial-inflate) */
+	uint64_t chunk_cache;   /* scfetch: decoded-chunk cache bytes (0: default) */
 	uint64_t seed;
 	uint64_t max_cells;     /* rounded up to whole fetches, capped by the epoch */
 	double time_limit;      /* seconds; pread/hdf5/anndata stop at the next fetch boundary */
@@ -28,6 +30,10 @@ typedef struct suite_cfg {
 	int hdf5_indptr_each_fetch; /* anndata 0.8 reloads indptr on every X[idx] */
 	const char *out_dir;    /* wait-time quantiles go here when set */
 	const char *tag;        /* names those files */
+	const char *iolog;      /* the plan writes its reads here for fio (when set) */
+	const char *rows;       /* the plan writes its row sequence here (when set): per
+	                           fetch u64 n, u64 n_deliver, n sorted rows; the hdf5 and
+	                           anndata runners read it */
 } suite_cfg;
 
 #define SUITE_BINS 40
@@ -63,17 +69,42 @@ typedef struct run_res {
 	uint64_t bin_size[SUITE_BINS], bin_count[SUITE_BINS];
 } run_res;
 
-/* Runners: fill *r (r->ok = 1 on success, else r->err). */
-void run_plan(const suite_cfg *c, run_res *r, const char *iolog_path, const char *rows_path);
+/*
+ * Runners: fill *r (r->ok = 1 on success, else r->err).  These two use the
+ * public API and the HDF5 library only (perf/runners.c); the plan and pread
+ * runners need the engine's sampler and planner and live in their own
+ * program, scf_baselines (perf/internal/baselines.c), which scf_suite runs.
+ */
 void run_scfetch(const suite_cfg *c, run_res *r);
-void run_pread(const suite_cfg *c, run_res *r);
 void run_hdf5(const suite_cfg *c, run_res *r);
 
-/* Helpers shared by the runners (perf/runners.c). */
+/* Helpers shared by the runners (perf/common.c). */
 double suite_now(void);
 double suite_cpu(void);
 void suite_proc_io(uint64_t *rchar, uint64_t *syscr, uint64_t *read_bytes);
+int suite_cmp_double(const void *a, const void *b);
+/* Nearest-rank percentile of a sorted array. */
+double suite_pct(const double *w, uint64_t n, double p);
 /* Sort waits (seconds) and set the percentiles; writes quantiles when out_dir is set. */
 void suite_waits(const suite_cfg *c, const char *runner, double *w, uint64_t n, run_res *r);
+/* Waits of a synchronous loader: the first batch of a fetch waits for all of it. */
+void suite_fetch_waits(double *w, uint64_t *nw, uint64_t cap, double fetch_secs,
+                       uint64_t rows, uint32_t batch);
+/* FNV-1a over the first fetch's row ids, in delivery order. */
+#define SUITE_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t suite_fnv_u64(uint64_t h, uint64_t v);
+/* Write all n bytes (a runner's figures down a pipe); 0 or -1. */
+int suite_write_all(int fd, const void *p, size_t n);
+/* Shannon entropy (nats) of one batch's labels, -1 (missing) skipped; sorts codes. */
+double suite_batch_entropy(int32_t *codes, uint64_t n);
+
+/*
+ * The configuration as scf_baselines' argv: MODE PATH MATRIX OBS OUT_DIR TAG
+ * IOLOG ROWS NUMS (NULL strings as ""); nums is the buffer of the last one.
+ */
+#define SUITE_CFG_ARGC 9
+int suite_cfg_argv(const suite_cfg *c, const char *mode, char *nums, size_t nlen,
+                   const char *argv[SUITE_CFG_ARGC + 1]);
+int suite_cfg_parse(int argc, char **argv, suite_cfg *c);
 
 #endif

@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <hdf5.h>
 
 /* Element types a fixture can store. */
 enum fx_type { FX_F32, FX_F64, FX_I8, FX_I16, FX_I32, FX_I64, FX_U16, FX_U32 };
@@ -84,5 +87,60 @@ char *fx_tmpdir(void);
 void fx_rmdir(char *dir);
 /* dir + "/" + name, malloc'd. */
 char *fx_path(const char *dir, const char *name);
+
+/*
+ * Files as bytes, for the tests that break them.  A test cannot go on
+ * without its input: these print the reason and abort() on failure.
+ */
+uint64_t fx_file_len(const char *path);
+uint8_t *fx_slurp(const char *path, size_t *len); /* malloc'd, len + 1 bytes */
+void fx_spill(const char *path, const void *b, size_t len);
+/* A fresh copy of src named `name` in dir (malloc'd path). */
+char *fx_copy(const char *dir, const char *src, const char *name);
+/* Overwrite n bytes at off; HDF5 metadata is little-endian, as is x86. */
+void fx_poke(const char *path, uint64_t off, const void *b, size_t n);
+void fx_poke_u64(const char *path, uint64_t off, uint64_t v);
+void fx_poke_u32(const char *path, uint64_t off, uint32_t v);
+
+/* HDF5 edits of a (copied) file, aborting on failure as above. */
+hid_t fx_h5_open_rw(const char *path);
+void fx_h5_delete(const char *path, const char *name);
+/* Replace (or create) dataset `name` by a contiguous one; buf NULL: never written. */
+void fx_h5_replace(const char *path, const char *name, hid_t ftype, hid_t mtype,
+                   const void *buf, int rank, const hsize_t *dims);
+/* Replace (or create) an attribute of object `obj`: n values (n < 0: a scalar). */
+void fx_h5_attr(const char *path, const char *obj, const char *name, hid_t ftype,
+                hid_t mtype, const void *buf, hssize_t n);
+
+/* Where a chunk lies, as HDF5 reports it, and how many the dataset has. */
+typedef struct fx_chunk_at {
+	uint64_t addr, size, n;
+} fx_chunk_at;
+
+/* Chunk k (HDF5's order) of a dataset; k past the end means the last one. */
+fx_chunk_at fx_chunk_info(const char *path, const char *name, uint64_t k);
+/* HDF5's address of chunk k, or UINT64_MAX when HDF5 cannot say (a broken index). */
+uint64_t fx_chunk_addr(const char *path, const char *name, uint64_t k);
+/*
+ * Offset of the file bytes holding the address of chunk k of `name` in its
+ * chunk index (a B-tree entry or an array index element), found by probing
+ * copies in dir; *out (when not NULL) gets the chunk.
+ */
+uint64_t fx_index_entry(const char *dir, const char *path, const char *name, uint64_t k,
+                        unsigned rank, fx_chunk_at *out);
+
+static inline uint64_t fx_get_u64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint32_t fx_get_u32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
 
 #endif

@@ -3,6 +3,9 @@
  * runs under ThreadSanitizer too (Criterion's fork-based runner cannot):
  * many small fetches, several workers, restarts with set_epoch, close with
  * fetches in flight and batches held; every cell checked against H5Dread.
+ * Then the same on a deflate-compressed file, with the decoded-chunk cache
+ * shared by the workers (a budget of a few chunks, so that entries are
+ * evicted and refilled all the time) and partial inflate.
  * Exits non-zero on the first wrong cell, lost row or error.
  */
 #include <stdio.h>
@@ -31,11 +34,13 @@ static void check_batch(const fx_ref *ref, const scf_batch *b, uint8_t *seen)
 }
 
 /* Whole epochs with `threads` workers: complete and exact. */
-static void epochs(const char *path, const fx_ref *ref, uint32_t threads, uint32_t inflight)
+static void epochs(const char *path, const fx_ref *ref, uint32_t threads, uint32_t inflight,
+                   uint32_t flags, uint64_t cache)
 {
 	scf_options o = { .size = sizeof(o), .batch_size = 7, .block_size = 3, .fetch_factor = 5,
 	                  .threads = threads, .fetches_in_flight = inflight, .queue_depth = 8,
-	                  .max_read = 4096, .seed = threads };
+	                  .max_read = 4096, .seed = threads, .flags = flags,
+	                  .chunk_cache_bytes = cache };
 	uint8_t *seen = malloc(ref->n_rows);
 	char err[512];
 	scf_loader *l;
@@ -104,7 +109,19 @@ int main(void)
 	CHECK(fx_write_csr(path, &s) == 0, "fixture");
 	CHECK(fx_ref_load(path, "X", &ref) == 0, "reference");
 	for (uint32_t t = 1; t <= 4; t++)
-		epochs(path, &ref, t, t * 2 - 1);
+		epochs(path, &ref, t, t * 2 - 1, 0, 0);
+	churn(path, &ref);
+	fx_ref_free(&ref);
+	free(path);
+
+	path = fx_path(dir, "stress-gzip.h5ad");
+	s.deflate = 4;
+	CHECK(fx_write_csr(path, &s) == 0, "fixture");
+	CHECK(fx_ref_load(path, "X", &ref) == 0, "reference");
+	for (uint32_t t = 1; t <= 4; t++) {
+		epochs(path, &ref, t, t * 2 - 1, 0, 4 * 300 * 4);
+		epochs(path, &ref, t, 3, SCF_F_PARTIAL_INFLATE, 4 * 300 * 4);
+	}
 	churn(path, &ref);
 	fx_ref_free(&ref);
 	free(path);

@@ -70,83 +70,6 @@ static void report(const char *test)
 	fflush(stdout);
 }
 
-/* ---- files as bytes ---- */
-
-static uint64_t file_len(const char *path)
-{
-	struct stat st;
-	cr_assert_eq(stat(path, &st), 0, "stat %s", path);
-	return (uint64_t)st.st_size;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	uint8_t *b;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	*len = (size_t)file_len(path);
-	b = malloc(*len + 1);
-	cr_assert_not_null(b);
-	cr_assert_eq(pread(fd, b, *len, 0), (ssize_t)*len);
-	close(fd);
-	return b;
-}
-
-static void spill(const char *path, const uint8_t *b, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	cr_assert_geq(fd, 0, "create %s", path);
-	cr_assert_eq(write(fd, b, len), (ssize_t)len);
-	close(fd);
-}
-
-/* A fresh copy of src named `name` in the test's directory (caller frees). */
-static char *copy_of(const char *src, const char *name)
-{
-	size_t len;
-	uint8_t *b = slurp(src, &len);
-	char *p = fx_path(dir, name);
-
-	spill(p, b, len);
-	free(b);
-	return p;
-}
-
-static void poke(const char *path, uint64_t off, const void *b, size_t n)
-{
-	int fd = open(path, O_WRONLY);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pwrite(fd, b, n, (off_t)off), (ssize_t)n);
-	close(fd);
-}
-
-static void poke_u64(const char *path, uint64_t off, uint64_t v)
-{
-	poke(path, off, &v, 8); /* HDF5 metadata is little-endian, as is x86 */
-}
-
-static void poke_u32(const char *path, uint64_t off, uint32_t v)
-{
-	poke(path, off, &v, 4);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
 /* ---- the outcome of one broken input ---- */
 
 typedef struct expect {
@@ -226,7 +149,7 @@ static int stream_epoch(const char *label, const char *path, const fx_ref *ref,
 		return OPEN_FAILED;
 	}
 	uint8_t *seen = calloc(ref->n_rows + 1, 1);
-	scf_info info;
+	scf_info info = { .size = sizeof(scf_info) };
 	scf_info_get(l, &info);
 	for (;;) {
 		scf_batch *b;
@@ -300,67 +223,14 @@ static void load_ref(const char *path, const char *matrix, fx_ref *ref)
 
 /* ---- rewriting parts of a copy with the HDF5 C API ---- */
 
-static hid_t h5_open_rw(const char *path)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-	cr_assert_geq(f, 0, "H5Fopen %s", path);
-	return f;
-}
-
 /* Overwrite a whole dataset in place, HDF5 converting from int64. */
 static void h5_write_i64(const char *path, const char *name, const int64_t *v)
 {
-	hid_t f = h5_open_rw(path), d = H5Dopen2(f, name, H5P_DEFAULT);
+	hid_t f = fx_h5_open_rw(path), d = H5Dopen2(f, name, H5P_DEFAULT);
 
 	cr_assert_geq(d, 0, "H5Dopen %s", name);
 	cr_assert_geq(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
 	H5Dclose(d);
-	H5Fclose(f);
-}
-
-/* Delete a link (a dataset, a group). */
-static void h5_delete(const char *path, const char *name)
-{
-	hid_t f = h5_open_rw(path);
-	cr_assert_geq(H5Ldelete(f, name, H5P_DEFAULT), 0, "H5Ldelete %s", name);
-	H5Fclose(f);
-}
-
-/* Replace a dataset by a contiguous one of another type or shape. */
-static void h5_replace(const char *path, const char *name, hid_t ftype, hid_t mtype,
-                       const void *buf, int rank, const hsize_t *dims)
-{
-	hid_t f = h5_open_rw(path), sp, d;
-
-	cr_assert_geq(H5Ldelete(f, name, H5P_DEFAULT), 0, "H5Ldelete %s", name);
-	sp = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
-	d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	cr_assert_geq(d, 0, "H5Dcreate %s", name);
-	if (buf)
-		cr_assert_geq(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0);
-	H5Dclose(d);
-	H5Sclose(sp);
-	H5Fclose(f);
-}
-
-/* Replace (or create) an attribute of object `obj` with n values of ftype. */
-static void h5_attr(const char *path, const char *obj, const char *name, hid_t ftype,
-                    hid_t mtype, const void *buf, hssize_t n)
-{
-	hid_t f = h5_open_rw(path), o = H5Oopen(f, obj, H5P_DEFAULT), sp, a;
-	hsize_t dims = (hsize_t)n;
-
-	cr_assert_geq(o, 0, "H5Oopen %s", obj);
-	if (H5Aexists(o, name) > 0)
-		cr_assert_geq(H5Adelete(o, name), 0);
-	sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, NULL);
-	a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-	cr_assert_geq(a, 0, "H5Acreate %s", name);
-	if (buf)
-		cr_assert_geq(H5Awrite(a, mtype, buf), 0);
-	H5Aclose(a);
-	H5Sclose(sp);
-	H5Oclose(o);
 	H5Fclose(f);
 }
 
@@ -369,119 +239,25 @@ static void h5_attr_str(const char *path, const char *obj, const char *name, con
 	hid_t t = H5Tcopy(H5T_C_S1);
 	H5Tset_size(t, H5T_VARIABLE);
 	H5Tset_cset(t, H5T_CSET_UTF8);
-	h5_attr(path, obj, name, t, t, &s, -1);
+	fx_h5_attr(path, obj, name, t, t, &s, -1);
 	H5Tclose(t);
 }
 
 static void h5_del_attr(const char *path, const char *obj, const char *name)
 {
-	hid_t f = h5_open_rw(path), o = H5Oopen(f, obj, H5P_DEFAULT);
+	hid_t f = fx_h5_open_rw(path), o = H5Oopen(f, obj, H5P_DEFAULT);
 	cr_assert_geq(H5Adelete(o, name), 0);
 	H5Oclose(o);
 	H5Fclose(f);
 }
 
-/* ---- where things lie in a file: chunks and their index entries ---- */
-
-typedef struct chunk_at {
-	uint64_t addr, size; /* as HDF5 reports them */
-	uint64_t n;          /* chunks in the dataset */
-} chunk_at;
-
-/* Chunk k (HDF5's order) of a dataset; k past the end means the last one. */
-static chunk_at chunk_info(const char *path, const char *name, uint64_t k)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, name, H5P_DEFAULT);
-	hid_t sp = H5Dget_space(d);
-	hsize_t n = 0, off[2];
-	haddr_t addr;
-	hsize_t size;
-	unsigned mask;
-	chunk_at c;
-
-	cr_assert_geq(H5Dget_num_chunks(d, sp, &n), 0);
-	cr_assert_gt(n, 0, "%s has no chunks", name);
-	if (k >= n)
-		k = n - 1;
-	cr_assert_geq(H5Dget_chunk_info(d, sp, k, off, &mask, &addr, &size), 0);
-	c = (chunk_at){ addr, size, n };
-	H5Sclose(sp);
-	H5Dclose(d);
-	H5Fclose(f);
-	return c;
-}
-
-/* HDF5's address of chunk k, or UINT64_MAX when HDF5 cannot say (a broken index). */
-static uint64_t hdf5_chunk_addr(const char *path, const char *name, uint64_t k)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	hid_t d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
-	hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-	hsize_t off[2], size;
-	haddr_t addr = HADDR_UNDEF;
-	unsigned mask;
-
-	if (sp < 0 || H5Dget_chunk_info(d, sp, k, off, &mask, &addr, &size) < 0)
-		addr = HADDR_UNDEF;
-	if (sp >= 0)
-		H5Sclose(sp);
-	if (d >= 0)
-		H5Dclose(d);
-	if (f >= 0)
-		H5Fclose(f);
-	return addr == HADDR_UNDEF ? UINT64_MAX : (uint64_t)addr;
-}
-
-/*
- * Offset of the file bytes holding the address of chunk k of `name` in its
- * chunk index.  Candidates: the 8 bytes equal the address and follow a
- * version-1 B-tree key of the chunk's size, or lie a few KiB after an array
- * index block's signature.  Files keep stale copies of rewritten index
- * blocks, so the live entry is the one whose change HDF5 sees.
- */
-static uint64_t index_entry(const char *path, const char *name, uint64_t k, unsigned rank,
-                            chunk_at *out)
-{
-	static const char *const sigs[] = { "FADB", "EAIB", "EASB", "EADB" };
-	chunk_at c = chunk_info(path, name, k);
-	size_t len, hits = 0, sig = SIZE_MAX, key = 8 + 8 * ((size_t)rank + 1);
-	uint8_t *b = slurp(path, &len);
-	char *probe = fx_path(dir, "probe.h5ad");
-	uint64_t at = 0;
-
-	k = k < c.n ? k : c.n - 1;
-	for (size_t i = 0; i + 8 <= len; i++) {
-		for (int s = 0; s < 4; s++)
-			if (i + 4 <= len && memcmp(b + i, sigs[s], 4) == 0)
-				sig = i;
-		if (get_u64(b + i) != c.addr)
-			continue;
-		int in_tree = i >= key && get_u32(b + i - key) == c.size;
-		int in_array = sig != SIZE_MAX && i - sig < 8192;
-		if (!in_tree && !in_array)
-			continue;
-		spill(probe, b, len);
-		poke_u64(probe, i, c.addr + 1);
-		if (hdf5_chunk_addr(probe, name, k) != c.addr) {
-			at = i;
-			hits++;
-		}
-	}
-	unlink(probe);
-	free(probe);
-	free(b);
-	cr_assert_eq(hits, 1, "%s: the address of %s chunk %lu found in %zu index entries", path,
-	             name, k, hits);
-	if (out)
-		*out = c;
-	return at;
-}
+/* ---- where things lie in a file ---- */
 
 /* Version-1 B-tree nodes of raw-data chunks ("TREE", type 1) at `level` (-1: any). */
 static size_t btree_nodes(const char *path, int level, uint64_t *at, size_t max)
 {
 	size_t len, n = 0;
-	uint8_t *b = slurp(path, &len);
+	uint8_t *b = fx_slurp(path, &len);
 
 	for (size_t i = 0; i + 48 < len && n < max; i++)
 		if (memcmp(b + i, "TREE", 4) == 0 && b[i + 4] == 1 &&
@@ -517,7 +293,7 @@ static void indptr_variants(const char *base, const char *kind, const fx_ref *re
 		case 7: for (uint64_t i = 0; i < n; i++) v[i] = -1; break;
 		}
 		snprintf(label, sizeof(label), "%s indptr %s", kind, what[k]);
-		char *p = copy_of(base, "indptr.h5ad");
+		char *p = fx_copy(dir, base, "indptr.h5ad");
 		h5_write_i64(p, "X/indptr", v);
 		int o = try_input(label, p, ref, "X", (expect){ .dset = "X/indptr",
 		                  .code = SCF_E_CORRUPT });
@@ -538,12 +314,12 @@ static void indptr_shapes(const char *base, const char *kind, const fx_ref *ref)
 	for (uint64_t i = 0; i < n; i++)
 		f[i] = (double)ref->indptr[i];
 	for (int k = 0; k < 6; k++) {
-		char *p = copy_of(base, "indptr.h5ad");
+		char *p = fx_copy(dir, base, "indptr.h5ad");
 		const char *what = NULL;
 		switch (k) {
 		case 0: /* one entry short */
 			dims[0] = n - 1;
-			h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 1, dims);
+			fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 1, dims);
 			what = "one entry short";
 			break;
 		case 1: /* one entry too many */
@@ -552,29 +328,29 @@ static void indptr_shapes(const char *base, const char *kind, const fx_ref *ref)
 				int64_t *w = malloc((n + 1) * sizeof(int64_t));
 				memcpy(w, ref->indptr, n * sizeof(int64_t));
 				w[n] = w[n - 1];
-				h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, w, 1, dims);
+				fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, w, 1, dims);
 				free(w);
 			}
 			what = "one entry too many";
 			break;
 		case 2:
 			dims[0] = n;
-			h5_replace(p, "X/indptr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, f, 1, dims);
+			fx_h5_replace(p, "X/indptr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, f, 1, dims);
 			what = "float64";
 			break;
 		case 3:
 			dims[0] = n;
-			h5_replace(p, "X/indptr", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, dims);
+			fx_h5_replace(p, "X/indptr", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, dims);
 			what = "float32";
 			break;
 		case 4:
 			dims[0] = n;
 			dims[1] = 1;
-			h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 2, dims);
+			fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 2, dims);
 			what = "2-D";
 			break;
 		case 5:
-			h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 0, dims);
+			fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, ref->indptr, 0, dims);
 			what = "scalar";
 			break;
 		}
@@ -642,7 +418,7 @@ Test(badinput, indices_out_of_range)
 			v[ref.indptr[row + 1] - 1] = x; /* the row's last entry */
 			snprintf(label, sizeof(label), "%s: column %lld in row %lu", b[i].kind,
 			         (long long)x, row);
-			char *p = copy_of(base, "indices.h5ad");
+			char *p = fx_copy(dir, base, "indices.h5ad");
 			h5_write_i64(p, "X/indices", v);
 			int o = try_input(label, p, &ref, "X", (expect){ .dset = "X/indices",
 			                  .what = "column index", .code = SCF_E_CORRUPT });
@@ -686,8 +462,8 @@ Test(badinput, negative_absurd_and_malformed_shapes)
 	char label[160];
 
 	for (size_t k = 0; k < nc; k++) {
-		char *p = copy_of(base, "shape.h5ad");
-		h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, c[k].v, c[k].n);
+		char *p = fx_copy(dir, base, "shape.h5ad");
+		fx_h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, c[k].v, c[k].n);
 		snprintf(label, sizeof(label), "shape [%lld, %lld%s] (%d values)",
 		         (long long)c[k].v[0], (long long)c[k].v[1], c[k].n == 3 ? ", 1" : "",
 		         c[k].n);
@@ -698,7 +474,7 @@ Test(badinput, negative_absurd_and_malformed_shapes)
 	}
 	/* shape of other types, or none */
 	for (int k = 0; k < 4; k++) {
-		char *p = copy_of(base, "shape.h5ad");
+		char *p = fx_copy(dir, base, "shape.h5ad");
 		const char *what = NULL;
 		if (k == 0) {
 			h5_del_attr(p, "X", "shape");
@@ -708,11 +484,11 @@ Test(badinput, negative_absurd_and_malformed_shapes)
 			what = "a string";
 		} else if (k == 2) {
 			const uint64_t u[2] = { UINT64_MAX, (uint64_t)C };
-			h5_attr(p, "X", "shape", H5T_STD_U64LE, H5T_NATIVE_UINT64, u, 2);
+			fx_h5_attr(p, "X", "shape", H5T_STD_U64LE, H5T_NATIVE_UINT64, u, 2);
 			what = "uint64 [2^64-1, C]";
 		} else {
 			const int32_t w[2] = { -1, (int32_t)C };
-			h5_attr(p, "X", "shape", H5T_STD_I32LE, H5T_NATIVE_INT32, w, 2);
+			fx_h5_attr(p, "X", "shape", H5T_STD_I32LE, H5T_NATIVE_INT32, w, 2);
 			what = "int32 [-1, C]";
 		}
 		snprintf(label, sizeof(label), "shape %s", what);
@@ -732,7 +508,7 @@ Test(badinput, csc_and_unknown_encodings)
 	char *base = write_csr("base.h5ad", base_spec(0, 40));
 	fx_ref ref;
 	load_ref(base, "X", &ref);
-	char *p = copy_of(base, "csc.h5ad");
+	char *p = fx_copy(dir, base, "csc.h5ad");
 
 	/* the common mistake: a by-gene matrix; the message says how to fix it */
 	h5_attr_str(p, "X", "encoding-type", "csc_matrix");
@@ -748,21 +524,21 @@ Test(badinput, csc_and_unknown_encodings)
 	const char *enc[] = { "dense", "", "CSR_MATRIX", "csr_matrix ", "dataframe" };
 	for (int k = 0; k < 5; k++) {
 		char label[64];
-		p = copy_of(base, "enc.h5ad");
+		p = fx_copy(dir, base, "enc.h5ad");
 		h5_attr_str(p, "X", "encoding-type", enc[k]);
 		snprintf(label, sizeof(label), "encoding-type \"%s\"", enc[k]);
 		cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .dset = "X",
 		             .what = "encoding-type", .code = SCF_E_NOT_H5AD }), OPEN_FAILED);
 		free(p);
 	}
-	p = copy_of(base, "enc.h5ad");
+	p = fx_copy(dir, base, "enc.h5ad");
 	h5_del_attr(p, "X", "encoding-type");
 	cr_assert_eq(try_input("no encoding-type", p, &ref, "X", (expect){ .dset = "X",
 	             .code = SCF_E_NOT_H5AD }), OPEN_FAILED);
 	free(p);
-	p = copy_of(base, "enc.h5ad");
+	p = fx_copy(dir, base, "enc.h5ad");
 	const int32_t seven = 7;
-	h5_attr(p, "X", "encoding-type", H5T_STD_I32LE, H5T_NATIVE_INT32, &seven, -1);
+	fx_h5_attr(p, "X", "encoding-type", H5T_STD_I32LE, H5T_NATIVE_INT32, &seven, -1);
 	cr_assert_eq(try_input("integer encoding-type", p, &ref, "X", (expect){ .dset = "X",
 	             .code = SCF_E_NOT_H5AD }), OPEN_FAILED);
 	free(p);
@@ -837,9 +613,9 @@ Test(badinput, wrong_dtypes)
 		for (int k = 0; k < 8; k++) {
 			const char *tn;
 			hid_t t = odd_type(k, &tn);
-			char *p = copy_of(base, "dtype.h5ad");
+			char *p = fx_copy(dir, base, "dtype.h5ad");
 			cr_assert_geq(t, 0);
-			h5_replace(p, dsets[d], t, t, NULL, 1, &dims); /* never written: fill value */
+			fx_h5_replace(p, dsets[d], t, t, NULL, 1, &dims); /* never written: fill value */
 			H5Tclose(t);
 			snprintf(label, sizeof(label), "%s as %s", dsets[d], tn);
 			int o = try_input(label, p, &ref, "X", (expect){ .dset = dsets[d] });
@@ -852,8 +628,8 @@ Test(badinput, wrong_dtypes)
 	for (uint64_t i = 0; i < ref.nnz; i++)
 		f[i] = (double)ref.indices[i];
 	hsize_t dims = ref.nnz;
-	char *p = copy_of(base, "dtype.h5ad");
-	h5_replace(p, "X/indices", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, &dims);
+	char *p = fx_copy(dir, base, "dtype.h5ad");
+	fx_h5_replace(p, "X/indices", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, &dims);
 	cr_assert_eq(try_input("X/indices as float32", p, &ref, "X",
 	             (expect){ .dset = "X/indices", .what = "float32" }), OPEN_FAILED);
 	free(p);
@@ -861,8 +637,8 @@ Test(badinput, wrong_dtypes)
 	hsize_t d2[2] = { ref.nnz, 1 };
 	for (int d = 0; d < 2; d++) {
 		for (int r = 0; r < 2; r++) {
-			p = copy_of(base, "rank.h5ad");
-			h5_replace(p, dsets[d], H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, r ? f : NULL, r ? 2 : 0,
+			p = fx_copy(dir, base, "rank.h5ad");
+			fx_h5_replace(p, dsets[d], H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, r ? f : NULL, r ? 2 : 0,
 			           d2);
 			snprintf(label, sizeof(label), "%s %s", dsets[d], r ? "2-D" : "scalar");
 			cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .dset = dsets[d],
@@ -873,8 +649,8 @@ Test(badinput, wrong_dtypes)
 	/* data and indices disagree in length */
 	for (int d = 0; d < 2; d++) {
 		dims = ref.nnz - 1;
-		p = copy_of(base, "len.h5ad");
-		h5_replace(p, dsets[d], H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, &dims);
+		p = fx_copy(dir, base, "len.h5ad");
+		fx_h5_replace(p, dsets[d], H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, f, 1, &dims);
 		snprintf(label, sizeof(label), "%s one entry short of indptr's end", dsets[d]);
 		cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .code = SCF_E_CORRUPT }),
 		             OPEN_FAILED, "%s", label);
@@ -897,16 +673,16 @@ Test(badinput, missing_datasets_and_groups)
 	char label[160];
 
 	for (int d = 0; d < 3; d++) {
-		char *p = copy_of(base, "missing.h5ad");
-		h5_delete(p, dsets[d]);
+		char *p = fx_copy(dir, base, "missing.h5ad");
+		fx_h5_delete(p, dsets[d]);
 		snprintf(label, sizeof(label), "%s missing", dsets[d]);
 		cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .dset = dsets[d],
 		             .what = "missing", .code = SCF_E_NOT_H5AD }), OPEN_FAILED, "%s", label);
 		free(p);
 		/* a group where the dataset should be */
-		p = copy_of(base, "missing.h5ad");
-		h5_delete(p, dsets[d]);
-		hid_t f = h5_open_rw(p), g = H5Gcreate2(f, dsets[d], H5P_DEFAULT, H5P_DEFAULT,
+		p = fx_copy(dir, base, "missing.h5ad");
+		fx_h5_delete(p, dsets[d]);
+		hid_t f = fx_h5_open_rw(p), g = H5Gcreate2(f, dsets[d], H5P_DEFAULT, H5P_DEFAULT,
 		                                       H5P_DEFAULT);
 		H5Gclose(g);
 		H5Fclose(f);
@@ -915,9 +691,9 @@ Test(badinput, missing_datasets_and_groups)
 		             .code = SCF_E_NOT_H5AD }), OPEN_FAILED, "%s", label);
 		free(p);
 		/* a soft link to nowhere */
-		p = copy_of(base, "missing.h5ad");
-		h5_delete(p, dsets[d]);
-		f = h5_open_rw(p);
+		p = fx_copy(dir, base, "missing.h5ad");
+		fx_h5_delete(p, dsets[d]);
+		f = fx_h5_open_rw(p);
 		cr_assert_geq(H5Lcreate_soft("/nowhere", f, dsets[d], H5P_DEFAULT, H5P_DEFAULT), 0);
 		H5Fclose(f);
 		snprintf(label, sizeof(label), "%s is a dangling soft link", dsets[d]);
@@ -926,22 +702,22 @@ Test(badinput, missing_datasets_and_groups)
 		free(p);
 	}
 	/* the matrix itself missing, an empty group, a dangling link */
-	char *p = copy_of(base, "missing.h5ad");
-	h5_delete(p, "X");
+	char *p = fx_copy(dir, base, "missing.h5ad");
+	fx_h5_delete(p, "X");
 	cr_assert_eq(try_input("X missing", p, &ref, "X", (expect){ .dset = "X",
 	             .code = SCF_E_NOT_H5AD }), OPEN_FAILED);
 	free(p);
-	p = copy_of(base, "missing.h5ad");
-	h5_delete(p, "X");
-	hid_t f = h5_open_rw(p), g = H5Gcreate2(f, "X", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	p = fx_copy(dir, base, "missing.h5ad");
+	fx_h5_delete(p, "X");
+	hid_t f = fx_h5_open_rw(p), g = H5Gcreate2(f, "X", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 	H5Gclose(g);
 	H5Fclose(f);
 	cr_assert_eq(try_input("X an empty group", p, &ref, "X", (expect){ .dset = "X",
 	             .code = SCF_E_NOT_H5AD }), OPEN_FAILED);
 	free(p);
-	p = copy_of(base, "missing.h5ad");
-	h5_delete(p, "X");
-	f = h5_open_rw(p);
+	p = fx_copy(dir, base, "missing.h5ad");
+	fx_h5_delete(p, "X");
+	f = fx_h5_open_rw(p);
 	cr_assert_geq(H5Lcreate_soft("/nowhere", f, "X", H5P_DEFAULT, H5P_DEFAULT), 0);
 	H5Fclose(f);
 	cr_assert_eq(try_input("X a dangling soft link", p, &ref, "X", (expect){ .dset = "X",
@@ -955,9 +731,9 @@ Test(badinput, missing_datasets_and_groups)
 		{ 2, { 60, 30 }, H5T_C_S1, "a string matrix" },
 	};
 	for (int k = 0; k < 4; k++) {
-		p = copy_of(base, "dense.h5ad");
-		h5_delete(p, "X");
-		f = h5_open_rw(p);
+		p = fx_copy(dir, base, "dense.h5ad");
+		fx_h5_delete(p, "X");
+		f = fx_h5_open_rw(p);
 		hid_t sp = dn[k].rank ? H5Screate_simple(dn[k].rank, dn[k].dims, NULL)
 		                      : H5Screate(H5S_SCALAR);
 		hid_t d = H5Dcreate2(f, "X", dn[k].type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -974,7 +750,7 @@ Test(badinput, missing_datasets_and_groups)
 	const char *junk[] = { "", "not hdf5 at all\n", "\x89HDF\r\n\x1a\n" };
 	for (int k = 0; k < 3; k++) {
 		p = fx_path(dir, "junk.h5ad");
-		spill(p, (const uint8_t *)junk[k], strlen(junk[k]));
+		fx_spill(p, (const uint8_t *)junk[k], strlen(junk[k]));
 		snprintf(label, sizeof(label), "junk file %d", k);
 		cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .code = SCF_E_NOT_H5AD }),
 		             OPEN_FAILED, "%s", label);
@@ -991,28 +767,28 @@ Test(badinput, missing_datasets_and_groups)
 static void entry_damage(const char *base, const char *kind, const fx_ref *ref,
                          const char *dset, uint64_t k, int btree)
 {
-	chunk_at c;
-	uint64_t at = index_entry(base, dset, k, 1, &c), eof = file_len(base);
+	fx_chunk_at c;
+	uint64_t at = fx_index_entry(dir, base, dset, k, 1, &c), eof = fx_file_len(base);
 	char label[200];
 
 	if (btree) { /* the key before the address holds the chunk's size */
 		size_t len;
-		uint8_t *b = slurp(base, &len);
-		cr_assert_eq(get_u32(b + at - 24), c.size, "%s: no B-tree key before %s's address",
+		uint8_t *b = fx_slurp(base, &len);
+		cr_assert_eq(fx_get_u32(b + at - 24), c.size, "%s: no B-tree key before %s's address",
 		             kind, dset);
 		free(b);
 	}
 	for (int v = 0; v < (btree ? 7 : 3); v++) {
-		char *p = copy_of(base, "index.h5ad");
+		char *p = fx_copy(dir, base, "index.h5ad");
 		const char *what;
 		switch (v) {
-		case 0: poke_u64(p, at, eof + 4096); what = "address past the end"; break;
-		case 1: poke_u64(p, at, eof - c.size + 1); what = "address running past the end"; break;
-		case 2: poke_u64(p, at, UINT64_MAX - 7); what = "address near 2^64"; break;
-		case 3: poke_u64(p, at, UINT64_MAX); what = "undefined address"; break;
-		case 4: poke_u32(p, at - 24, 0); what = "size 0"; break;
-		case 5: poke_u32(p, at - 24, UINT32_MAX); what = "size 2^32-1"; break;
-		default: poke_u32(p, at - 24, (uint32_t)(eof - c.addr + 1)); what = "size past the end";
+		case 0: fx_poke_u64(p, at, eof + 4096); what = "address past the end"; break;
+		case 1: fx_poke_u64(p, at, eof - c.size + 1); what = "address running past the end"; break;
+		case 2: fx_poke_u64(p, at, UINT64_MAX - 7); what = "address near 2^64"; break;
+		case 3: fx_poke_u64(p, at, UINT64_MAX); what = "undefined address"; break;
+		case 4: fx_poke_u32(p, at - 24, 0); what = "size 0"; break;
+		case 5: fx_poke_u32(p, at - 24, UINT32_MAX); what = "size 2^32-1"; break;
+		default: fx_poke_u32(p, at - 24, (uint32_t)(eof - c.addr + 1)); what = "size past the end";
 		}
 		snprintf(label, sizeof(label), "%s: %s chunk %lu: %s", kind, dset, k, what);
 		cr_assert_eq(try_input(label, p, ref, "X", (expect){ .dset = dset,
@@ -1032,22 +808,22 @@ static void btree_damage(const char *base, const char *kind, const fx_ref *ref,
 	cr_assert_gt(ni, 0, "%s: expected two-level B-trees", kind);
 	for (size_t i = 0; i < ni; i++) {
 		for (int v = 0; v < 5; v++) {
-			char *p = copy_of(base, "tree.h5ad");
+			char *p = fx_copy(dir, base, "tree.h5ad");
 			const char *what;
 			uint64_t child0 = inner[i] + 48; /* header 24, key 24 */
 			switch (v) {
-			case 0: poke_u64(p, child0, inner[i]); what = "child is the node itself"; break;
+			case 0: fx_poke_u64(p, child0, inner[i]); what = "child is the node itself"; break;
 			case 1: { /* second child = first child */
 				size_t len;
-				uint8_t *b = slurp(base, &len);
-				poke_u64(p, child0 + 32, get_u64(b + child0));
+				uint8_t *b = fx_slurp(base, &len);
+				fx_poke_u64(p, child0 + 32, fx_get_u64(b + child0));
 				free(b);
 				what = "two children share a node";
 				break;
 			}
-			case 2: poke_u64(p, child0, leaf[0] + 1); what = "child off a node start"; break;
-			case 3: poke(p, inner[i] + 6, "\xff\xff", 2); what = "65535 entries"; break;
-			default: poke(p, inner[i] + 5, "\x07", 1); what = "wrong level"; break;
+			case 2: fx_poke_u64(p, child0, leaf[0] + 1); what = "child off a node start"; break;
+			case 3: fx_poke(p, inner[i] + 6, "\xff\xff", 2); what = "65535 entries"; break;
+			default: fx_poke(p, inner[i] + 5, "\x07", 1); what = "wrong level"; break;
 			}
 			snprintf(label, sizeof(label), "%s: B-tree node %lu: %s", kind, inner[i], what);
 			try_input(label, p, ref, "X", (expect){ .code = SCF_E_CORRUPT });
@@ -1056,8 +832,8 @@ static void btree_damage(const char *base, const char *kind, const fx_ref *ref,
 	}
 	/* a leaf entry pointing into the index itself: deflate cannot decode a node */
 	for (size_t i = 0; filtered && i < nl && i < 4; i++) {
-		char *p = copy_of(base, "tree.h5ad");
-		poke_u64(p, leaf[i] + 48, leaf[i]);
+		char *p = fx_copy(dir, base, "tree.h5ad");
+		fx_poke_u64(p, leaf[i] + 48, leaf[i]);
 		snprintf(label, sizeof(label), "%s: B-tree leaf %lu: chunk inside the node", kind,
 		         leaf[i]);
 		try_input(label, p, ref, "X", (expect){ .code = SCF_E_CORRUPT });
@@ -1106,18 +882,18 @@ Test(badinput, chunk_extents_overlapping)
 	load_ref(base, "X", &ref);
 	const char *dsets[] = { "X/data", "X/indices" };
 	for (int d = 0; d < 2; d++) {
-		chunk_at c0 = chunk_info(base, dsets[d], 0);
-		char *p = copy_of(base, "dup.h5ad"), label[128];
-		poke_u64(p, index_entry(base, dsets[d], 1, 1, NULL), c0.addr);
+		fx_chunk_at c0 = fx_chunk_info(base, dsets[d], 0);
+		char *p = fx_copy(dir, base, "dup.h5ad"), label[128];
+		fx_poke_u64(p, fx_index_entry(dir, base, dsets[d], 1, 1, NULL), c0.addr);
 		snprintf(label, sizeof(label), "%s chunk 1 pointing at chunk 0", dsets[d]);
 		try_input(label, p, &ref, "X", (expect){ .dset = dsets[d], .code = SCF_E_CORRUPT });
 		free(p);
 	}
 	/* an X/data chunk pointing at X/indices' first chunk: the other dataset's bytes */
 	{
-		chunk_at ci = chunk_info(base, "X/indices", 0);
-		char *p = copy_of(base, "dup.h5ad");
-		poke_u64(p, index_entry(base, "X/data", 1, 1, NULL), ci.addr);
+		fx_chunk_at ci = fx_chunk_info(base, "X/indices", 0);
+		char *p = fx_copy(dir, base, "dup.h5ad");
+		fx_poke_u64(p, fx_index_entry(dir, base, "X/data", 1, 1, NULL), ci.addr);
 		try_input("X/data chunk 1 pointing at X/indices chunk 0", p, &ref, "X",
 		          (expect){ .dset = "X/data", .what = "X/indices", .code = SCF_E_CORRUPT });
 		free(p);
@@ -1126,8 +902,8 @@ Test(badinput, chunk_extents_overlapping)
 	uint64_t leaf[64];
 	size_t nl = btree_nodes(base, 0, leaf, 64);
 	for (size_t i = 0; i < nl; i++) {
-		char *p = copy_of(base, "dup.h5ad"), label[128];
-		poke_u64(p, leaf[i] + 48, leaf[i]);
+		char *p = fx_copy(dir, base, "dup.h5ad"), label[128];
+		fx_poke_u64(p, leaf[i] + 48, leaf[i]);
 		snprintf(label, sizeof(label), "B-tree leaf %lu: chunk inside the node", leaf[i]);
 		try_input(label, p, &ref, "X", (expect){ .code = SCF_E_CORRUPT });
 		free(p);
@@ -1215,16 +991,16 @@ static void write_zstd_csr(const char *path, const fx_ref *m, uint64_t chunk)
 static void chunk_damage(const char *base, const char *kind, const fx_ref *ref,
                          const char *matrix, const char *dset, uint64_t k, int checked)
 {
-	chunk_at c;
-	uint64_t at = index_entry(base, dset, k, 1, &c);
+	fx_chunk_at c;
+	uint64_t at = fx_index_entry(dir, base, dset, k, 1, &c);
 	char label[200];
 	size_t len;
-	uint8_t *orig = slurp(base, &len);
+	uint8_t *orig = fx_slurp(base, &len);
 
-	cr_assert_eq(get_u32(orig + at - 24), c.size, "%s: no B-tree key before the address",
+	cr_assert_eq(fx_get_u32(orig + at - 24), c.size, "%s: no B-tree key before the address",
 	             kind);
 	for (int v = 0; v < (checked ? 9 : 4); v++) {
-		char *p = copy_of(base, "chunk.h5ad");
+		char *p = fx_copy(dir, base, "chunk.h5ad");
 		uint8_t junk[64];
 		const char *what;
 		for (int i = 0; i < 64; i++)
@@ -1234,7 +1010,7 @@ static void chunk_damage(const char *base, const char *kind, const fx_ref *ref,
 			for (int i = 0; i < 64 && (uint64_t)i < c.size / 3; i++)
 				junk[i] = (uint8_t)(junk[i] == orig[c.addr + c.size / 3 + (uint64_t)i]
 				                    ? ~junk[i] : junk[i]);
-			poke(p, c.addr + c.size / 3, junk, c.size / 3 < 64 ? c.size / 3 : 64);
+			fx_poke(p, c.addr + c.size / 3, junk, c.size / 3 < 64 ? c.size / 3 : 64);
 			what = "garbage in the middle";
 			break;
 		case 1:
@@ -1246,21 +1022,21 @@ static void chunk_damage(const char *base, const char *kind, const fx_ref *ref,
 			 */
 			for (int i = 0; i < 16 && (uint64_t)i < c.size; i++)
 				junk[i] = orig[c.addr + (uint64_t)i] ^ 0x5a;
-			poke(p, c.addr, junk, c.size < 16 ? c.size : 16);
+			fx_poke(p, c.addr, junk, c.size < 16 ? c.size : 16);
 			what = "start scrambled";
 			break;
 		case 2:
-			poke_u32(p, at - 24, (uint32_t)c.size - 3);
+			fx_poke_u32(p, at - 24, (uint32_t)c.size - 3);
 			what = "last 3 bytes cut";
 			break;
 		case 3:
-			poke_u32(p, at - 24, (uint32_t)c.size / 2);
+			fx_poke_u32(p, at - 24, (uint32_t)c.size / 2);
 			what = "second half cut";
 			break;
 		default: { /* flip one bit at five places */
 			uint64_t pos = c.addr + (c.size - 1) * (uint64_t)(v - 4) / 4;
 			uint8_t x = orig[pos] ^ (uint8_t)(1u << (v % 8));
-			poke(p, pos, &x, 1);
+			fx_poke(p, pos, &x, 1);
 			what = "one bit flipped";
 		}
 		}
@@ -1350,7 +1126,7 @@ static uint32_t lookup3(const uint8_t *k, size_t len)
 
 	a = b = c = 0xdeadbeefu + (uint32_t)len;
 	while (len > 12) {
-		a += get_u32(k); b += get_u32(k + 4); c += get_u32(k + 8);
+		a += fx_get_u32(k); b += fx_get_u32(k + 4); c += fx_get_u32(k + 8);
 		a -= c; a ^= ROT(c, 4);  c += b;
 		b -= a; b ^= ROT(a, 6);  a += c;
 		c -= b; c ^= ROT(b, 8);  b += a;
@@ -1364,7 +1140,7 @@ static uint32_t lookup3(const uint8_t *k, size_t len)
 		return c;
 	memset(tail, 0, sizeof(tail));
 	memcpy(tail, k, len);
-	a += get_u32(tail); b += get_u32(tail + 4); c += get_u32(tail + 8);
+	a += fx_get_u32(tail); b += fx_get_u32(tail + 4); c += fx_get_u32(tail + 8);
 	c ^= b; c -= ROT(b, 14);
 	a ^= c; a -= ROT(c, 11);
 	b ^= a; b -= ROT(a, 25);
@@ -1402,7 +1178,7 @@ static int patch_eof(uint8_t *b, size_t len)
 static void check_eof_field(const uint8_t *b, size_t len)
 {
 	size_t at = b[8] == 0 ? 40 : b[8] == 1 ? 44 : 28;
-	cr_assert_eq(get_u64(b + at), (uint64_t)len, "superblock v%u: EOF field not where expected",
+	cr_assert_eq(fx_get_u64(b + at), (uint64_t)len, "superblock v%u: EOF field not where expected",
 	             b[8]);
 }
 
@@ -1415,7 +1191,7 @@ static void truncations(const char *base, const char *kind, const fx_ref *ref,
                         const char *const *dsets, size_t n_dsets)
 {
 	size_t len, nc = 0;
-	uint8_t *orig = slurp(base, &len);
+	uint8_t *orig = fx_slurp(base, &len);
 	uint64_t cut[128], nodes[32];
 	char label[200], *p = fx_path(dir, "cut.h5ad");
 
@@ -1429,7 +1205,7 @@ static void truncations(const char *base, const char *kind, const fx_ref *ref,
 		cut[nc++] = nodes[i] + 30;
 	for (size_t d = 0; d < n_dsets; d++) { /* inside the first and last chunks */
 		for (uint64_t k = 0; k < 2; k++) {
-			chunk_at c = chunk_info(base, dsets[d], k ? UINT64_MAX : 0);
+			fx_chunk_at c = fx_chunk_info(base, dsets[d], k ? UINT64_MAX : 0);
 			cut[nc++] = c.addr + c.size / 2;
 		}
 	}
@@ -1441,7 +1217,7 @@ static void truncations(const char *base, const char *kind, const fx_ref *ref,
 				free(b);
 				continue;
 			}
-			spill(p, b, cut[i]);
+			fx_spill(p, b, cut[i]);
 			free(b);
 			snprintf(label, sizeof(label), "%s cut at %lu of %zu%s", kind, cut[i], len,
 			         patched ? ", superblock patched" : "");
@@ -1461,18 +1237,18 @@ Test(badinput, truncated_copy_is_named)
 	char *base = write_csr("base.h5ad", base_spec(64, 130));
 	fx_ref ref;
 	size_t len;
-	uint8_t *b = slurp(base, &len);
+	uint8_t *b = fx_slurp(base, &len);
 	char *p = fx_path(dir, "cut.h5ad"), want[64];
 
 	load_ref(base, "X", &ref);
-	spill(p, b, len / 2);
+	fx_spill(p, b, len / 2);
 	snprintf(want, sizeof(want), "file truncated: %zu bytes, but its superblock says %zu",
 	         len / 2, len);
 	try_input("truncated copy", p, &ref, "X", (expect){ .what = want, .code = SCF_E_CORRUPT });
 	/* superblock v0: the root group's object header address (byte 64) made garbage */
 	cr_assert_eq(b[8], 0, "the fixture writes a version-0 superblock");
-	char *q = copy_of(base, "root.h5ad");
-	poke_u64(q, 64, 3);
+	char *q = fx_copy(dir, base, "root.h5ad");
+	fx_poke_u64(q, 64, 3);
 	try_input("root group address damaged", q, &ref, "X",
 	          (expect){ .what = "superblock or root group is damaged", .code = SCF_E_CORRUPT });
 	free(q);
@@ -1481,9 +1257,9 @@ Test(badinput, truncated_copy_is_named)
 	H5O_info_t oi;
 	cr_assert_geq(H5Oget_info_by_name2(f, "X", &oi, H5O_INFO_BASIC, H5P_DEFAULT), 0);
 	H5Fclose(f);
-	q = copy_of(base, "xhdr.h5ad");
-	poke_u64(q, oi.addr, 0x5a5a5a5a5a5a5a5aull);
-	poke_u64(q, oi.addr + 8, 0x5a5a5a5a5a5a5a5aull);
+	q = fx_copy(dir, base, "xhdr.h5ad");
+	fx_poke_u64(q, oi.addr, 0x5a5a5a5a5a5a5a5aull);
+	fx_poke_u64(q, oi.addr + 8, 0x5a5a5a5a5a5a5a5aull);
 	try_input("X's object header overwritten", q, &ref, "X",
 	          (expect){ .dset = "X", .what = "damaged", .code = SCF_E_CORRUPT });
 	free(q);
@@ -1540,13 +1316,13 @@ Test(badinput, dense_chunk_index_damage)
 	fx_ref ref;
 	load_ref(dp, "X", &ref);
 	for (uint64_t k = 0; k < 3; k++) {
-		chunk_at c;
-		uint64_t at = index_entry(dp, "X", k == 2 ? UINT64_MAX : k * 5, 2, &c);
-		uint64_t eof = file_len(dp);
+		fx_chunk_at c;
+		uint64_t at = fx_index_entry(dir, dp, "X", k == 2 ? UINT64_MAX : k * 5, 2, &c);
+		uint64_t eof = fx_file_len(dp);
 		const uint64_t bad[] = { eof + 4096, eof - c.size + 1, UINT64_MAX - 7 };
 		for (int v = 0; v < 3; v++) {
-			char *p = copy_of(dp, "idx.h5ad"), label[128];
-			poke_u64(p, at, bad[v]);
+			char *p = fx_copy(dir, dp, "idx.h5ad"), label[128];
+			fx_poke_u64(p, at, bad[v]);
 			snprintf(label, sizeof(label), "dense chunk %lu address variant %d", k, v);
 			cr_assert_eq(try_input(label, p, &ref, "X", (expect){ .dset = "X",
 			             .code = SCF_E_CORRUPT }), OPEN_FAILED, "%s", label);
@@ -1572,16 +1348,16 @@ Test(badinput, absurd_chunked_extent)
 	fx_ref ref;
 	load_ref(base, "X", &ref);
 	size_t len, at = SIZE_MAX;
-	uint8_t *b = slurp(base, &len);
+	uint8_t *b = fx_slurp(base, &len);
 	/* dataspace message v1, rank 1, with max dims: the extent follows */
 	for (size_t i = 0; i + 24 <= len && at == SIZE_MAX; i++)
 		if (memcmp(b + i, "\x01\x01\x01\x00\x00\x00\x00\x00", 8) == 0 &&
-		    get_u64(b + i + 8) == ref.nnz && get_u64(b + i + 16) == UINT64_MAX)
+		    fx_get_u64(b + i + 8) == ref.nnz && fx_get_u64(b + i + 16) == UINT64_MAX)
 			at = i + 8;
 	free(b);
 	cr_assert_neq(at, SIZE_MAX, "no dataspace message of nnz elements");
-	char *p = copy_of(base, "extent.h5ad");
-	poke_u64(p, at, (uint64_t)1 << 35);
+	char *p = fx_copy(dir, base, "extent.h5ad");
+	fx_poke_u64(p, at, (uint64_t)1 << 35);
 	try_input("data or indices of 2^35 elements", p, &ref, "X",
 	          (expect){ .code = SCF_E_CORRUPT });
 	free(p);

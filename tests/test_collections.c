@@ -142,8 +142,8 @@ Test(collections, one_epoch_delivers_every_file_row_once)
 		o.block_size = blocks[i];
 		scf_loader *l = open_all(&o);
 		uint64_t *seen = calloc(row0[NF], sizeof(uint64_t)), mixed = 0;
-		scf_info info;
-		scf_stats st;
+		scf_info info = { .size = sizeof(scf_info) };
+		scf_stats st = { .size = sizeof(scf_stats) };
 		cr_assert_eq(scf_info_get(l, &info), 0);
 		cr_assert_eq(info.n_rows, row0[NF]);
 		cr_assert_eq(info.n_cols, 200);
@@ -558,7 +558,7 @@ Test(collections, direct_and_buffered_files_together)
 	uint64_t *seen = calloc(row0[NF], sizeof(uint64_t)), mixed = 0;
 	cr_assert_eq(epoch(l, seen, &mixed), row0[NF]);
 	assert_each_once(seen);
-	scf_stats st;
+	scf_stats st = { .size = sizeof(scf_stats) };
 	scf_stats_get(l, &st);
 	cr_assert_eq(st.direct, 0, "one file is buffered");
 	free(seen);

@@ -72,7 +72,7 @@ static uint64_t *stream_against(const char *path, const char *matrix, const char
 	char err[1024];
 	scf_loader *l;
 	fx_ref ref;
-	scf_info info;
+	scf_info info = { .size = sizeof(scf_info) };
 
 	cr_assert_eq(fx_ref_load(ref_path, ref_matrix, &ref), 0);
 	o.matrix = matrix;
@@ -666,5 +666,109 @@ Test(engine, corrupt_chunk_is_an_error_not_a_wrong_row)
 	cr_assert_lt(rows, 4000);
 	scf_close(l);
 	fx_ref_free(&ref);
+	free(p);
+}
+
+/* One epoch with o; the decode counters it left. */
+static scf_stats epoch_stats(const char *path, scf_options o)
+{
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	scf_stats st = { .size = sizeof(scf_stats) };
+	int rc;
+
+	cr_assert_eq(scf_open(&l, path, &o, err, sizeof(err)), 0, "%s", err);
+	while ((rc = scf_next(l, &b)) == 0)
+		scf_release(l, b);
+	cr_assert_eq(rc, SCF_END_OF_EPOCH, "%s", scf_errmsg(l));
+	cr_assert_eq(scf_stats_get(l, &st), 0);
+	scf_close(l);
+	return st;
+}
+
+/*
+ * Partial inflate: deflate-only chunks are inflated up to the last byte a
+ * fetch uses; every row still equals HDF5's, and the counters show the
+ * work not done.  Shuffled chunks must be decoded whole.
+ */
+Test(engine, partial_inflate_rows_equal_and_work_skipped)
+{
+	const struct { int shuffle; uint64_t chunk; } c[] = { { 0, 3000 }, { 1, 3000 } };
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "partial%zu.h5ad", i);
+		char *p = write_csr(name, (fx_csr_spec){ .n_rows = 3000, .n_cols = 700,
+			.mean_nnz = 60, .empty_every = 9, .index_type = FX_I32,
+			.indptr_type = FX_I64, .chunk = c[i].chunk, .resizable = 1, .deflate = 4,
+			.shuffle = c[i].shuffle, .seed = 200 + i });
+		scf_options o = opts(8, 1, 4);
+		o.flags = SCF_F_PARTIAL_INFLATE;
+		check_file(p, NULL, o);
+		o.flags = SCF_F_PARTIAL_INFLATE | SCF_F_NO_CHUNK_CACHE; /* counts of decodes alone */
+		scf_stats part = epoch_stats(p, o);
+		o.flags = SCF_F_NO_CHUNK_CACHE;
+		scf_stats full = epoch_stats(p, o);
+		cr_assert_eq(full.bytes_decode_skipped, 0);
+		cr_assert_gt(full.chunks_decoded, 0);
+		if (c[i].shuffle) {
+			cr_assert_eq(part.bytes_decode_skipped, 0, "shuffled chunks decode whole");
+		} else {
+			cr_assert_gt(part.bytes_decode_skipped, part.bytes_decoded / 4,
+			             "scattered rows: %lu bytes made, %lu skipped",
+			             part.bytes_decoded, part.bytes_decode_skipped);
+			cr_assert_lt(part.bytes_decoded, full.bytes_decoded * 3 / 4,
+			             "partial %lu bytes vs whole %lu", part.bytes_decoded,
+			             full.bytes_decoded);
+		}
+		o.flags = SCF_F_PARTIAL_INFLATE;
+		o.strategy = SCF_STRATEGY_STREAMING;
+		check_file(p, NULL, o);
+		free(p);
+	}
+	char *p = fx_path(dir, "anndata-partial.h5ad");
+	int rc = fx_write_anndata(p, 3000, 800, 0.05, 72, "gzip");
+	if (rc == 1)
+		cr_skip_test("anndata is not installed (Debian: python3-anndata)");
+	cr_assert_eq(rc, 0);
+	scf_options o = opts(16, 1, 8);
+	o.flags = SCF_F_PARTIAL_INFLATE;
+	check_file(p, NULL, o);
+	free(p);
+}
+
+/*
+ * The decoded-chunk cache: scattered rows that land in chunks an earlier
+ * fetch decoded take them from the cache (no read, no decode); rows equal
+ * HDF5's with the cache on, off, with a budget of one chunk and with
+ * partial inflate (prefixes in the cache, extended when a fetch needs more).
+ */
+Test(engine, chunk_cache_hits_and_rows_equal)
+{
+	char *p = write_csr("zcache.h5ad", (fx_csr_spec){ .n_rows = 4000, .n_cols = 600,
+		.mean_nnz = 40, .empty_every = 7, .index_type = FX_I32, .indptr_type = FX_I64,
+		.chunk = 4000, .resizable = 1, .deflate = 3, .seed = 300 });
+	scf_options o = opts(16, 1, 4);
+	check_file(p, NULL, o);
+	scf_stats on = epoch_stats(p, o);
+	o.flags = SCF_F_NO_CHUNK_CACHE;
+	check_file(p, NULL, o);
+	scf_stats off = epoch_stats(p, o);
+	cr_assert_eq(off.chunk_cache_hits, 0);
+	cr_assert_gt(on.chunk_cache_hits, on.chunks_decoded / 4, "hits %lu, decodes %lu",
+	             on.chunk_cache_hits, on.chunks_decoded);
+	cr_assert_lt(on.chunks_decoded, off.chunks_decoded / 2, "decodes %lu with, %lu without",
+	             on.chunks_decoded, off.chunks_decoded);
+	o.flags = 0;
+	o.chunk_cache_bytes = 1; /* smaller than a chunk: holds nothing */
+	check_file(p, NULL, o);
+	cr_assert_eq(epoch_stats(p, o).chunk_cache_hits, 0);
+	o.chunk_cache_bytes = 3 * 4000 * 4; /* three chunks: constant eviction */
+	check_file(p, NULL, o);
+	o.chunk_cache_bytes = 0;
+	o.flags = SCF_F_PARTIAL_INFLATE;
+	check_file(p, NULL, o);
+	o.threads = 1;
+	check_file(p, NULL, o);
 	free(p);
 }

@@ -135,7 +135,7 @@ Test(faults, retryable_faults_are_retried)
 	for (int h = 0; h < 3; h++) {
 		char msg[512];
 		uint64_t rows;
-		scf_stats st;
+		scf_stats st = { .size = sizeof(scf_stats) };
 		atomic_store(&calls, 0);
 		scf__fault_read_hook(hooks[h], NULL);
 		int rc = stream(opts(), &rows, &st, msg, sizeof(msg));

@@ -332,7 +332,7 @@ static void compare_chunk(const fx *f, hid_t d, const probe *p, const scf__chunk
 	unsigned mask = 0;
 	haddr_t addr = 0;
 	hsize_t size = 0;
-	const scf__chunk *c = &m->chunk[idx];
+	const scf__chunk cv = scf__chunk_at(m, idx), *c = &cv;
 
 	cr_assert(H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) >= 0,
 	          "%s: HDF5 cannot describe chunk %llu", f->file, (unsigned long long)idx);
@@ -355,7 +355,7 @@ static void compare_chunk(const fx *f, hid_t d, const probe *p, const scf__chunk
 static void compare_bytes(const fx *f, hid_t d, const scf__chunk_map *m, uint64_t idx,
                           const char *path)
 {
-	const scf__chunk *c = &m->chunk[idx];
+	const scf__chunk cv = scf__chunk_at(m, idx), *c = &cv;
 	hsize_t start[2], count[2] = { 1, 1 };
 	size_t es = tsize(f->type);
 	uint8_t *disk = malloc(c->size), *ref;
@@ -398,7 +398,7 @@ static void compare_all(const fx *f, const probe *p, const scf__chunk_map *m)
 	int sizes_vary = 0;
 
 	for (uint64_t i = 0; i < m->n; i++) {
-		const scf__chunk *c = &m->chunk[i];
+		const scf__chunk cv = scf__chunk_at(m, i), *c = &cv;
 		expect += f->early || written(f, i);
 		if (c->addr == SCF__CHUNK_UNALLOCATED)
 			continue;
@@ -418,7 +418,7 @@ static void compare_all(const fx *f, const probe *p, const scf__chunk_map *m)
 		compare_chunk(f, d, p, m, sample_at(m->n, k, &count));
 	for (uint64_t k = 0; alloc && !f->deflate && k <= 64; k++) {
 		uint64_t i = first + (last - first) * k / 64;
-		while (m->chunk[i].addr == SCF__CHUNK_UNALLOCATED)
+		while (scf__chunk_addr(m, i) == SCF__CHUNK_UNALLOCATED)
 			i++;
 		compare_bytes(f, d, m, i, path_of(f->file));
 	}
@@ -450,7 +450,7 @@ static void run_fixture(const fx *f)
 	cr_assert_eq(m.chunk_dims[0], f->chunk[0]);
 	compare_all(f, &p, &m);
 	scf__chunk_map_free(&m);
-	cr_assert_null(m.chunk);
+	cr_assert_null(m.rec);
 	unlink(path_of(f->file));
 }
 
@@ -727,7 +727,7 @@ Test(h5chunks, btree2_is_unsupported)
 	cr_assert_str_eq(index_in_file(path_of(f.file), 25), "btree2");
 	cr_assert_eq(read_map(path_of(f.file), &p, &m, err, sizeof(err)), SCF_E_UNSUPPORTED);
 	cr_assert(strstr(err, "version-2 B-tree") != NULL, "message: %s", err);
-	cr_assert_null(m.chunk);
+	cr_assert_null(m.rec);
 }
 
 /* ---- inconsistent arguments and damaged files --------------------------- */
@@ -751,7 +751,7 @@ static void expect_failure(const char *name, const uint8_t *b, size_t len, const
 	rc = read_map(path_of(name), p, &m, err, sizeof(err));
 	cr_assert_lt(rc, 0, "%s: damaged file accepted", what);
 	cr_assert_neq(err[0], '\0', "%s: no message", what);
-	cr_assert_null(m.chunk, "%s: map left allocated", what);
+	cr_assert_null(m.rec, "%s: map left allocated", what);
 	unlink(path_of(name));
 }
 
@@ -958,7 +958,7 @@ static void cut_after(const fx *f, const char *sig)
 	/* either a block lies past the end, or the grid is larger than the rest can hold */
 	cr_assert(strstr(err, "past the end of the file") != NULL ||
 	          strstr(err, "more than a file of") != NULL, "%s: %s", sig, err);
-	cr_assert_null(m.chunk);
+	cr_assert_null(m.rec);
 	free(orig);
 }
 

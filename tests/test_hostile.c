@@ -29,6 +29,7 @@
 
 #include "scfetch.h"
 #include "tests/fixtures.h"
+#include "tools/h5util.h"
 
 #ifndef SCF_TEST_PYTHON
 #define SCF_TEST_PYTHON "/usr/bin/python3"
@@ -64,70 +65,6 @@ static double now_s(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static uint64_t file_len(const char *path)
-{
-	struct stat st;
-	cr_assert_eq(stat(path, &st), 0, "stat %s", path);
-	return (uint64_t)st.st_size;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	uint8_t *b;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	*len = (size_t)file_len(path);
-	b = malloc(*len + 1);
-	cr_assert_not_null(b);
-	cr_assert_eq(pread(fd, b, *len, 0), (ssize_t)*len);
-	close(fd);
-	return b;
-}
-
-static void spill(const char *path, const uint8_t *b, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	cr_assert_geq(fd, 0, "create %s", path);
-	cr_assert_eq(write(fd, b, len), (ssize_t)len);
-	close(fd);
-}
-
-static char *copy_of(const char *src, const char *name)
-{
-	size_t len;
-	uint8_t *b = slurp(src, &len);
-	char *p = fx_path(dir, name);
-
-	spill(p, b, len);
-	free(b);
-	return p;
-}
-
-static void poke_u64(const char *path, uint64_t off, uint64_t v)
-{
-	int fd = open(path, O_WRONLY);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pwrite(fd, &v, 8, (off_t)off), 8); /* HDF5 metadata is little-endian */
-	close(fd);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
 }
 
 /*
@@ -251,59 +188,6 @@ static int run_python(const char *script, const char *const *args, int n_args)
 
 /* ---- HDF5 edits of a copy ---- */
 
-static hid_t h5_open_rw(const char *path)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-	cr_assert_geq(f, 0, "H5Fopen %s", path);
-	return f;
-}
-
-static void h5_delete(const char *path, const char *name)
-{
-	hid_t f = h5_open_rw(path);
-	cr_assert_geq(H5Ldelete(f, name, H5P_DEFAULT), 0, "H5Ldelete %s", name);
-	H5Fclose(f);
-}
-
-/* Replace (or create) dataset `name` by a contiguous one; buf NULL: never written. */
-static void h5_replace(const char *path, const char *name, hid_t ftype, hid_t mtype,
-                       const void *buf, int rank, const hsize_t *dims)
-{
-	hid_t f = h5_open_rw(path), sp, d;
-
-	if (H5Lexists(f, name, H5P_DEFAULT) > 0)
-		cr_assert_geq(H5Ldelete(f, name, H5P_DEFAULT), 0, "H5Ldelete %s", name);
-	sp = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
-	d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	cr_assert_geq(d, 0, "H5Dcreate %s", name);
-	if (buf)
-		cr_assert_geq(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0);
-	H5Dclose(d);
-	H5Sclose(sp);
-	H5Fclose(f);
-}
-
-/* Replace (or create) an attribute of `obj`: n values (n < 0: a scalar). */
-static void h5_attr(const char *path, const char *obj, const char *name, hid_t ftype,
-                    hid_t mtype, const void *buf, hssize_t n)
-{
-	hid_t f = h5_open_rw(path), o = H5Oopen(f, obj, H5P_DEFAULT), sp, a;
-	hsize_t dims = (hsize_t)n;
-
-	cr_assert_geq(o, 0, "H5Oopen %s", obj);
-	if (H5Aexists(o, name) > 0)
-		cr_assert_geq(H5Adelete(o, name), 0);
-	sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, NULL);
-	a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-	cr_assert_geq(a, 0, "H5Acreate %s", name);
-	if (buf)
-		cr_assert_geq(H5Awrite(a, mtype, buf), 0);
-	H5Aclose(a);
-	H5Sclose(sp);
-	H5Oclose(o);
-	H5Fclose(f);
-}
-
 /* An attribute holding n copies of `s`: fixed-length (width > 0) or variable-length strings. */
 static void h5_attr_strings(const char *path, const char *obj, const char *name,
                             const char *s, hssize_t n, size_t width)
@@ -317,26 +201,17 @@ static void h5_attr_strings(const char *path, const char *obj, const char *name,
 		for (size_t i = 0; i < count; i++)
 			strncpy(buf + i * width, s, width);
 		H5Tset_size(t, width);
-		h5_attr(path, obj, name, t, t, buf, n);
+		fx_h5_attr(path, obj, name, t, t, buf, n);
 		free(buf);
 	} else {
 		const char **ptr = malloc(count * sizeof(*ptr));
 		for (size_t i = 0; i < count; i++)
 			ptr[i] = s;
 		H5Tset_size(t, H5T_VARIABLE);
-		h5_attr(path, obj, name, t, t, ptr, n);
+		fx_h5_attr(path, obj, name, t, t, ptr, n);
 		free(ptr);
 	}
 	H5Tclose(t);
-}
-
-/* A variable-length string type, as h5py stores str. */
-static hid_t vstr(void)
-{
-	hid_t t = H5Tcopy(H5T_C_S1);
-	H5Tset_size(t, H5T_VARIABLE);
-	H5Tset_cset(t, H5T_CSET_UTF8);
-	return t;
 }
 
 /* ---- outcomes ---- */
@@ -510,86 +385,14 @@ static char *write_csr_arrays(const char *name, uint64_t n_rows, uint64_t n_cols
 	hsize_t np = n_rows + 1, nn = (hsize_t)indptr[n_rows];
 	const int64_t shape[2] = { (int64_t)n_rows, (int64_t)shape_cols };
 
-	h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, indptr, 1, &np);
-	h5_replace(p, "X/indices", H5T_STD_I32LE, H5T_NATIVE_INT64, nn ? indices : NULL, 1, &nn);
-	h5_replace(p, "X/data", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, nn ? data : NULL, 1, &nn);
-	h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2);
+	fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, indptr, 1, &np);
+	fx_h5_replace(p, "X/indices", H5T_STD_I32LE, H5T_NATIVE_INT64, nn ? indices : NULL, 1, &nn);
+	fx_h5_replace(p, "X/data", H5T_IEEE_F32LE, H5T_NATIVE_DOUBLE, nn ? data : NULL, 1, &nn);
+	fx_h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2);
 	return p;
 }
 
-/* ---- where chunks and their index entries lie (as in test_badinput) ---- */
-
-typedef struct chunk_at {
-	uint64_t addr, size, n;
-} chunk_at;
-
-static chunk_at chunk_info(const char *path, const char *name, uint64_t k)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, name, H5P_DEFAULT);
-	hid_t sp = H5Dget_space(d);
-	hsize_t n = 0, off[2], size;
-	haddr_t addr;
-	unsigned mask;
-	chunk_at c;
-
-	cr_assert_geq(H5Dget_num_chunks(d, sp, &n), 0);
-	cr_assert_gt(n, 0, "%s has no chunks", name);
-	if (k >= n)
-		k = n - 1;
-	cr_assert_geq(H5Dget_chunk_info(d, sp, k, off, &mask, &addr, &size), 0);
-	c = (chunk_at){ addr, size, n };
-	H5Sclose(sp);
-	H5Dclose(d);
-	H5Fclose(f);
-	return c;
-}
-
-static uint64_t hdf5_chunk_addr(const char *path, const char *name, uint64_t k)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	hid_t d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
-	hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-	hsize_t off[2], size;
-	haddr_t addr = HADDR_UNDEF;
-	unsigned mask;
-
-	if (sp < 0 || H5Dget_chunk_info(d, sp, k, off, &mask, &addr, &size) < 0)
-		addr = HADDR_UNDEF;
-	if (sp >= 0)
-		H5Sclose(sp);
-	if (d >= 0)
-		H5Dclose(d);
-	if (f >= 0)
-		H5Fclose(f);
-	return addr == HADDR_UNDEF ? UINT64_MAX : (uint64_t)addr;
-}
-
-/* Offset of the version-1 B-tree entry holding chunk k's address (the live copy). */
-static uint64_t btree_entry(const char *path, const char *name, uint64_t k)
-{
-	chunk_at c = chunk_info(path, name, k);
-	size_t len, hits = 0, key = 24; /* rank 1: size, filter mask, 2 offsets */
-	uint8_t *b = slurp(path, &len);
-	char *probe = fx_path(dir, "probe.h5ad");
-	uint64_t at = 0;
-
-	for (size_t i = key; i + 8 <= len; i++) {
-		if (get_u64(b + i) != c.addr || get_u32(b + i - key) != c.size)
-			continue;
-		spill(probe, b, len);
-		poke_u64(probe, i, c.addr + 1);
-		if (hdf5_chunk_addr(probe, name, k) != c.addr) {
-			at = i;
-			hits++;
-		}
-	}
-	unlink(probe);
-	free(probe);
-	free(b);
-	cr_assert_eq(hits, 1, "the address of %s chunk %lu found in %zu index entries", name,
-	             (unsigned long)k, hits);
-	return at;
-}
+/* ---- where things lie in a file ---- */
 
 static uint64_t dset_offset(const char *path, const char *name)
 {
@@ -629,7 +432,7 @@ Test(hostile, array_attributes_encoding_type_and_var_index)
 	char label[300];
 
 	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
-		char *p = copy_of(base, "attr.h5ad");
+		char *p = fx_copy(dir, base, "attr.h5ad");
 		h5_attr_strings(p, v[k].obj, v[k].attr, v[k].value, v[k].n, v[k].width);
 		if (v[k].n < 0)
 			snprintf(label, sizeof(label), "%s's %s as a scalar string of %zu bytes",
@@ -659,7 +462,7 @@ Test(hostile, array_attributes_encoding_type_and_var_index)
 				continue;
 			}
 			printf("hostile: %s\n    -> opened\n", l2);
-			scf_info info;
+			scf_info info = { .size = sizeof(scf_info) };
 			scf_info_get(l, &info);
 			cr_assert_eq(info.n_rows, 2 * ref.n_rows);
 			uint64_t rows = 0;
@@ -728,7 +531,7 @@ static int anndata_dense(const char *path, double *out, uint64_t n)
 
 	if (rc == 0) {
 		size_t len;
-		uint8_t *b = slurp(raw, &len);
+		uint8_t *b = fx_slurp(raw, &len);
 		cr_assert_eq(len, n * sizeof(double), "anndata's array has %zu bytes", len);
 		memcpy(out, b, len);
 		free(b);
@@ -873,7 +676,7 @@ Test(hostile, categorical_categories_of_rank_two)
 		strs[i] = "type";
 		snprintf(fixed[i], 8, "t%d", i);
 	}
-	hid_t vs = vstr(), fs = H5Tcopy(H5T_C_S1);
+	hid_t vs = h5u_vlen_str(), fs = H5Tcopy(H5T_C_S1);
 	H5Tset_size(fs, 8);
 	double *many = calloc(5 * 2000, sizeof(double));
 	int64_t codes2[600 * 2] = { 0 };
@@ -893,8 +696,8 @@ Test(hostile, categorical_categories_of_rank_two)
 		  (const hsize_t[]){ 600, 2 } },
 	};
 	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
-		char *p = copy_of(base, "cat.h5ad");
-		h5_replace(p, v[k].dset, v[k].ft, v[k].mt, v[k].buf, v[k].rank, v[k].dims);
+		char *p = fx_copy(dir, base, "cat.h5ad");
+		fx_h5_replace(p, v[k].dset, v[k].ft, v[k].mt, v[k].buf, v[k].rank, v[k].dims);
 		char err[2048] = "";
 		scf_loader *l = NULL;
 		int rc = scf_open(&l, p, &o, err, sizeof(err));
@@ -933,9 +736,9 @@ Test(hostile, class_balanced_on_extreme_integers)
 		/* 500, 80 and 20 rows: balanced sampling draws each about a third of the time */
 		for (uint64_t r = 0; r < ref.n_rows; r++)
 			v[r] = cls[k][r < 500 ? 0 : r < 580 ? 1 : 2];
-		char *p = copy_of(base, "classes.h5ad"), label[200];
+		char *p = fx_copy(dir, base, "classes.h5ad"), label[200];
 		hsize_t n = ref.n_rows;
-		h5_replace(p, "obs/donor", H5T_STD_I64LE, H5T_NATIVE_INT64, v, 1, &n);
+		fx_h5_replace(p, "obs/donor", H5T_STD_I64LE, H5T_NATIVE_INT64, v, 1, &n);
 		snprintf(label, sizeof(label), "class balance over %lld, %lld, %lld",
 		         (long long)cls[k][0], (long long)cls[k][1], (long long)cls[k][2]);
 		scf_options o = opts(SCF_STRATEGY_CLASS_BALANCED, SCF_OUTPUT_CSR);
@@ -1048,8 +851,8 @@ static char *write_dense_with_holes(const char *name, hid_t ftype, double fill,
 	fx_dense_spec ds = { .n_rows = rows, .n_cols = cols, .density = 0.4, .seed = 77 };
 	char *p = fx_path(dir, name);
 	cr_assert_eq(fx_write_dense(p, &ds), 0);
-	h5_delete(p, "X");
-	hid_t f = h5_open_rw(p), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	fx_h5_delete(p, "X");
+	hid_t f = fx_h5_open_rw(p), dcpl = H5Pcreate(H5P_DATASET_CREATE);
 	hsize_t dims[2] = { rows, cols }, ch[2] = { crow, ccol };
 	hid_t sp = H5Screate_simple(2, dims, NULL);
 	H5Pset_chunk(dcpl, 2, ch);
@@ -1078,7 +881,7 @@ static char *write_dense_with_holes(const char *name, hid_t ftype, double fill,
 	}
 	free(blk);
 	/* anndata's marker on a dense array */
-	hid_t t = vstr(), s1 = H5Screate(H5S_SCALAR);
+	hid_t t = h5u_vlen_str(), s1 = H5Screate(H5S_SCALAR);
 	const char *enc[2] = { "array", "0.2.0" }, *an[2] = { "encoding-type", "encoding-version" };
 	for (int i = 0; i < 2; i++) {
 		hid_t at = H5Acreate2(d, an[i], t, s1, H5P_DEFAULT, H5P_DEFAULT);
@@ -1352,7 +1155,7 @@ Test(hostile, chunk_entry_into_other_objects)
 	char *base = write_csr("base.h5ad", s);
 	fx_ref ref;
 	load_ref(base, "X", &ref);
-	uint64_t indptr0 = chunk_info(base, "X/indptr", 0).addr;
+	uint64_t indptr0 = fx_chunk_info(base, "X/indptr", 0).addr;
 	uint64_t codes = dset_offset(base, "obs/cell_type/codes");
 	const char *obs[] = { "cell_type" };
 	const struct { const char *dset, *what; uint64_t k, to; int with_obs; } v[] = {
@@ -1365,8 +1168,8 @@ Test(hostile, chunk_entry_into_other_objects)
 		{ "X/indices", "obs/cell_type/codes", 2, codes, 1 },
 	};
 	for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
-		char *p = copy_of(base, "entry.h5ad"), label[200];
-		poke_u64(p, btree_entry(base, v[k].dset, v[k].k), v[k].to);
+		char *p = fx_copy(dir, base, "entry.h5ad"), label[200];
+		fx_poke_u64(p, fx_index_entry(dir, base, v[k].dset, v[k].k, 1, NULL), v[k].to);
 		snprintf(label, sizeof(label), "%s chunk %lu pointing at %s", v[k].dset,
 		         (unsigned long)v[k].k, v[k].what);
 		for (int strat = 0; strat < 2; strat++) {
@@ -1391,7 +1194,7 @@ Test(hostile, chunk_entry_into_other_objects)
 
 static void copy_object(const char *from, const char *name, const char *to)
 {
-	hid_t a = H5Fopen(from, H5F_ACC_RDONLY, H5P_DEFAULT), b = h5_open_rw(to);
+	hid_t a = H5Fopen(from, H5F_ACC_RDONLY, H5P_DEFAULT), b = fx_h5_open_rw(to);
 	hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
 	H5Pset_create_intermediate_group(lcpl, 1);
 	cr_assert_geq(H5Ocopy(a, name, b, name, H5P_DEFAULT, lcpl), 0, "H5Ocopy %s", name);
@@ -1452,9 +1255,9 @@ Test(hostile, long_matrix_keys_never_open_another_matrix)
 		f[i] = (double)ref.indices[i] + (i % 2 ? 0.5 : 0.0);
 	const hid_t ft[] = { H5T_IEEE_F32LE, H5T_IEEE_F64LE };
 	for (int k = 0; k < 2; k++) {
-		char *r = copy_of(base, "findices.h5ad"), label[64];
+		char *r = fx_copy(dir, base, "findices.h5ad"), label[64];
 		hsize_t n = ref.nnz;
-		h5_replace(r, "X/indices", ft[k], H5T_NATIVE_DOUBLE, f, 1, &n);
+		fx_h5_replace(r, "X/indices", ft[k], H5T_NATIVE_DOUBLE, f, 1, &n);
 		snprintf(label, sizeof(label), "X/indices as float%d", k ? 64 : 32);
 		scf_options o = opts(SCF_STRATEGY_STREAMING, SCF_OUTPUT_CSR);
 		cr_assert_eq(open_or_right(label, r, &o, &ref, "X/indices"), OPEN_FAILED,
@@ -1506,7 +1309,7 @@ Test(hostile, fifo_directory_missing_unreadable_symlink_loop, .timeout = 30)
 
 	char *good = write_csr("good.h5ad", base_spec(0, 12));
 	if (geteuid() != 0) {
-		char *locked = copy_of(good, "locked.h5ad");
+		char *locked = fx_copy(dir, good, "locked.h5ad");
 		cr_assert_eq(chmod(locked, 0), 0);
 		open_path_fails("a file without read permission", locked, "Permission denied", NULL);
 		free(locked);
@@ -1546,9 +1349,9 @@ static void write_categories(const char *path, const char *prefix, uint64_t n)
 		ptr[i] = text + i * 24;
 		snprintf(text + i * 24, 24, "%s%" PRIu64, prefix, i);
 	}
-	hid_t t = vstr();
+	hid_t t = h5u_vlen_str();
 	hsize_t dims = n;
-	h5_replace(path, "obs/cell_type/categories", t, t, ptr, 1, &dims);
+	fx_h5_replace(path, "obs/cell_type/categories", t, t, ptr, 1, &dims);
 	H5Tclose(t);
 	free(ptr);
 	free(text);
@@ -1570,9 +1373,9 @@ Test(hostile, collection_union_of_40000_categories)
 		ptr[i] = text + i * 24;
 		snprintf(text + i * 24, 24, i % 4 == 0 ? "a%" PRIu64 : "b%" PRIu64, i);
 	}
-	hid_t t = vstr();
+	hid_t t = h5u_vlen_str();
 	hsize_t dims = n_cat;
-	h5_replace(b, "obs/cell_type/categories", t, t, ptr, 1, &dims);
+	fx_h5_replace(b, "obs/cell_type/categories", t, t, ptr, 1, &dims);
 	H5Tclose(t);
 	int32_t *ca = fx_read_codes(a, "obs/cell_type/codes", s.n_rows);
 	int32_t *cb = fx_read_codes(b, "obs/cell_type/codes", s.n_rows);
@@ -1632,7 +1435,7 @@ Test(hostile, collection_union_of_40000_categories)
 static void unwritten_chunked(const char *path, const char *name, hid_t type, uint64_t n,
                               hsize_t chunk)
 {
-	hid_t f = h5_open_rw(path), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	hid_t f = fx_h5_open_rw(path), dcpl = H5Pcreate(H5P_DATASET_CREATE);
 	hsize_t dims = n, mx = H5S_UNLIMITED;
 	hid_t sp = H5Screate_simple(1, &dims, &mx);
 	if (H5Lexists(f, name, H5P_DEFAULT) > 0)
@@ -1653,7 +1456,7 @@ static void cheap_refusal_or_open(const char *label, const char *path, const scf
 	scf_loader *l = NULL;
 	meter m;
 	double mb;
-	printf("hostile: %s: file of %lu bytes\n", label, (unsigned long)file_len(path));
+	printf("hostile: %s: file of %lu bytes\n", label, (unsigned long)fx_file_len(path));
 	meter_start(&m);
 	int rc = scf_open(&l, path, o, err, sizeof(err));
 	if (rc == 0)
@@ -1688,21 +1491,21 @@ Test(hostile, declared_sizes_without_storage_cost_nothing)
 	cr_assert_geq(mb, 60.0, "the memory meter saw %.1f MB of 64", mb);
 
 	/* 2^25 categories, variable-length strings and float64, no chunk written */
-	hid_t t = vstr();
-	char *p = copy_of(base, "cats.h5ad");
+	hid_t t = h5u_vlen_str();
+	char *p = fx_copy(dir, base, "cats.h5ad");
 	unwritten_chunked(p, "obs/cell_type/categories", t, (uint64_t)1 << 25, 1024);
 	cheap_refusal_or_open("2^25 unwritten string categories", p, &o, "obs/cell_type");
 	free(p);
 	H5Tclose(t);
-	p = copy_of(base, "cats.h5ad");
+	p = fx_copy(dir, base, "cats.h5ad");
 	unwritten_chunked(p, "obs/cell_type/categories", H5T_IEEE_F64LE, (uint64_t)1 << 25, 1024);
 	cheap_refusal_or_open("2^25 unwritten float64 categories", p, &o, "obs/cell_type");
 	free(p);
 	/* a contiguous declaration, never written, too */
-	p = copy_of(base, "cats.h5ad");
+	p = fx_copy(dir, base, "cats.h5ad");
 	hsize_t n25 = (hsize_t)1 << 25;
-	t = vstr();
-	h5_replace(p, "obs/cell_type/categories", t, t, NULL, 1, &n25);
+	t = h5u_vlen_str();
+	fx_h5_replace(p, "obs/cell_type/categories", t, t, NULL, 1, &n25);
 	H5Tclose(t);
 	cheap_refusal_or_open("2^25 unwritten contiguous categories", p, &o, "obs/cell_type");
 	free(p);
@@ -1712,20 +1515,20 @@ Test(hostile, declared_sizes_without_storage_cost_nothing)
 	const int64_t shape[2] = { (int64_t)rows, 300 };
 	scf_options plain = opts(SCF_STRATEGY_STREAMING, SCF_OUTPUT_CSR);
 	for (int k = 0; k < 2; k++) {
-		p = copy_of(base, "indptr.h5ad");
+		p = fx_copy(dir, base, "indptr.h5ad");
 		if (k == 0) {
 			unwritten_chunked(p, "X/indptr", H5T_STD_I64LE, rows + 1, 4096);
 		} else {
 			hsize_t n = rows + 1;
-			h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, NULL, 1, &n);
+			fx_h5_replace(p, "X/indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, NULL, 1, &n);
 		}
-		h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2);
+		fx_h5_attr(p, "X", "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2);
 		cheap_refusal_or_open(k ? "2^26-entry contiguous indptr never written"
 		                        : "2^26-entry chunked indptr never written", p, &plain, NULL);
 		free(p);
 	}
 	/* obs codes of 2^26 entries never written (the rows agreeing) */
-	p = copy_of(base, "codes.h5ad");
+	p = fx_copy(dir, base, "codes.h5ad");
 	unwritten_chunked(p, "obs/cell_type/codes", H5T_STD_I8LE, (uint64_t)1 << 26, 4096);
 	cheap_refusal_or_open("2^26 unwritten codes", p, &o, "obs/cell_type");
 	free(p);
@@ -1849,9 +1652,9 @@ Test(hostile, external_storage_is_named)
 	char *ext = fx_path(dir, "ext.bin");
 	/* CSR X/data, and a dense X, stored in an external file */
 	for (int k = 0; k < 2; k++) {
-		char *p = copy_of(base, "external.h5ad");
+		char *p = fx_copy(dir, base, "external.h5ad");
 		const char *dset = k ? "X" : "X/data";
-		hid_t f = h5_open_rw(p), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+		hid_t f = fx_h5_open_rw(p), dcpl = H5Pcreate(H5P_DATASET_CREATE);
 		hsize_t dims[2] = { k ? ref.n_rows : ref.nnz, ref.n_cols };
 		int rank = k ? 2 : 1;
 		hsize_t n = dims[0] * (k ? dims[1] : 1);
@@ -1865,7 +1668,7 @@ Test(hostile, external_storage_is_named)
 			for (uint64_t r = 0; r < ref.n_rows; r++)
 				for (int64_t e = ref.indptr[r]; e < ref.indptr[r + 1]; e++)
 					v[r * ref.n_cols + (uint64_t)ref.indices[e]] = (float)ref.data[e];
-			hid_t t = vstr(), s1 = H5Screate(H5S_SCALAR);
+			hid_t t = h5u_vlen_str(), s1 = H5Screate(H5S_SCALAR);
 			const char *enc = "array";
 			hid_t a = H5Acreate2(d, "encoding-type", t, s1, H5P_DEFAULT, H5P_DEFAULT);
 			H5Awrite(a, t, &enc);
@@ -1916,8 +1719,8 @@ Test(hostile, long_path_keeps_the_reason)
 	strcat(path, "/the-file-at-the-end.h5ad");
 	char *good = write_csr("base.h5ad", base_spec(0, 18));
 	size_t len;
-	uint8_t *b = slurp(good, &len);
-	spill(path, b, len);
+	uint8_t *b = fx_slurp(good, &len);
+	fx_spill(path, b, len);
 	free(b);
 	printf("hostile: a path of %zu bytes\n", strlen(path));
 

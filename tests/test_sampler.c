@@ -208,18 +208,41 @@ Test(sampler, ranks_and_workers_partition_the_epoch)
 	}
 }
 
-/* drop_last drops the short tail block and any short last batch. */
+/*
+ * drop_last leaves out a random remainder (3 of 1003 rows) and any short
+ * last batch; the blocks are cut from the rows kept, so a fetch's rows are
+ * whole runs of those, each row at most once.
+ */
 Test(sampler, drop_last)
 {
-	scf__sampler_cfg c = cfg(1003, 10, 8, 4); /* tail block of 3 rows */
+	scf__sampler_cfg c = cfg(1003, 10, 8, 4);
 	c.drop_last = 1;
-	epoch_rows e = run_epoch(c, 0);
-
-	cr_assert_eq(e.n % 10, 0, "a short batch survived drop_last");
-	cr_assert_eq(e.n, 1000, "rows %lu: 125 whole blocks of 8 expected", e.n);
-	for (uint64_t i = 0; i < e.n; i++)
-		cr_assert_lt(e.rows[i], 1000, "tail block row %lu delivered", e.rows[i]);
+	uint8_t *seen = calloc(1003, 1);
+	for (uint32_t ep = 0; ep < 3; ep++) {
+		epoch_rows e = run_epoch(c, ep);
+		cr_assert_eq(e.n % 10, 0, "a short batch survived drop_last");
+		cr_assert_eq(e.n, 1000, "rows %lu: 125 whole blocks of 8 expected", e.n);
+		memset(seen, 0, 1003);
+		for (uint64_t i = 0; i < e.n; i++) {
+			cr_assert_lt(e.rows[i], 1003);
+			cr_assert_eq(seen[e.rows[i]], 0, "row %lu twice", e.rows[i]);
+			seen[e.rows[i]] = 1;
+		}
+		free_epoch(&e);
+	}
+	/* a remainder far larger than Floyd's range: selection sampling */
+	c = cfg(50000, 10, 9000, 1);
+	c.drop_last = 1; /* 50000 = 5 * 9000 + 5000 left out */
+	epoch_rows e = run_epoch(c, 1);
+	cr_assert_eq(e.n, 45000);
+	free(seen);
+	seen = calloc(50000, 1);
+	for (uint64_t i = 0; i < e.n; i++) {
+		cr_assert_eq(seen[e.rows[i]], 0);
+		seen[e.rows[i]] = 1;
+	}
 	free_epoch(&e);
+	free(seen);
 }
 
 /* block_size 1 is true random sampling: consecutive rows rarely adjacent. */

@@ -124,14 +124,157 @@ Test(strategies, weighted_without_replacement_has_no_repeats)
 		cr_assert_leq(c[r], 1, "row %lu drawn twice without replacement", r);
 		cr_assert(r >= 100 || c[r] == 0, "row %lu has weight 0", r);
 	}
-	/* more draws than rows with weight: a clear error */
-	o.total_size = 1950;
-	char err[512];
-	scf_loader *l;
-	cr_assert_lt(scf_open(&l, path, &o, err, sizeof(err)), 0);
-	cr_assert_not_null(strstr(err, "total_size"), "%s", err);
+	free(c);
+	/* more draws than rows with weight: rounds (scDataset's sampling_size),
+	 * each without repeats: every positive row once per full round */
+	o.total_size = 1900 * 2 + 300;
+	c = counts(o, 1, &total);
+	cr_assert_eq(total, 4100);
+	uint64_t thrice = 0;
+	for (uint64_t r = 0; r < ref.n_rows; r++) {
+		cr_assert(r >= 100 || c[r] == 0, "row %lu has weight 0", r);
+		if (r >= 100)
+			cr_assert(c[r] == 2 || c[r] == 3, "row %lu drawn %lu times in 2.16 rounds", r,
+			          c[r]);
+		thrice += c[r] == 3;
+	}
+	cr_assert_eq(thrice, 300, "the third round draws 300 distinct rows");
 	free(c);
 	free(w);
+}
+
+/* Weights one per row while sampling a subset: the subset's rows' weights. */
+Test(strategies, weights_per_row_with_indices)
+{
+	uint64_t idx[600];
+	double *w = calloc(ref.n_rows, sizeof(double));
+	for (uint64_t i = 0; i < 600; i++)
+		idx[i] = 1999 - 3 * i; /* any order */
+	for (uint64_t r = 0; r < ref.n_rows; r++)
+		w[r] = r % 2 ? 1.0 : 0.0; /* odd rows only */
+	scf_options o = base();
+	o.strategy = SCF_STRATEGY_BLOCK_WEIGHTED;
+	o.indices = idx;
+	o.n_indices = 600;
+	o.weights = w;
+	o.n_weights = ref.n_rows;
+	o.total_size = 3000;
+	uint64_t total, *c = counts(o, 1, &total);
+	uint64_t in_subset_odd = 0;
+	for (uint64_t i = 0; i < 600; i++)
+		in_subset_odd += idx[i] % 2;
+	for (uint64_t r = 0; r < ref.n_rows; r++) {
+		int member = r <= 1999 && (1999 - r) % 3 == 0;
+		cr_assert(c[r] == 0 || (member && r % 2), "row %lu: outside the subset or weight 0",
+		          r);
+	}
+	cr_assert_eq(total, 3000);
+	cr_assert_gt(in_subset_odd, 250);
+	free(c);
+	/* neither per entry of indices nor per row: refused, naming both counts */
+	o.n_weights = 601;
+	char err[512];
+	scf_loader *l;
+	cr_assert_eq(scf_open(&l, path, &o, err, sizeof(err)), -EINVAL);
+	cr_assert_not_null(strstr(err, "600 entries in indices and 2000 rows"), "%s", err);
+	free(w);
+}
+
+/*
+ * Class balance with a subset counts the classes in the whole column
+ * (scDataset), or in the subset with SCF_F_BALANCE_SUBSET: a subset holding
+ * all of class 0 and a tenth of the others shows the difference.
+ */
+Test(strategies, class_balanced_counts_whole_column_or_subset)
+{
+	int32_t *codes = fx_read_codes(path, "obs/cell_type/codes", ref.n_rows);
+	uint64_t *idx = malloc(ref.n_rows * sizeof(uint64_t)), n = 0;
+	for (uint64_t r = 0; r < ref.n_rows; r++)
+		if (codes[r] == 0 || r % 10 == 0)
+			idx[n++] = r;
+	double sub[4] = { 0 }, all[4] = { 0 };
+	for (uint64_t i = 0; i < n; i++)
+		sub[codes[idx[i]]]++;
+	for (uint64_t r = 0; r < ref.n_rows; r++)
+		all[codes[r]]++;
+	for (int pass = 0; pass < 2; pass++) {
+		scf_options o = base();
+		o.strategy = SCF_STRATEGY_CLASS_BALANCED;
+		o.balance_obs = "cell_type";
+		o.indices = idx;
+		o.n_indices = n;
+		o.total_size = 6000;
+		o.flags = pass ? SCF_F_BALANCE_SUBSET : 0;
+		uint64_t total, *c = counts(o, 1, &total);
+		double ob[4] = { 0 }, ex[4], mass = 0;
+		for (uint64_t r = 0; r < ref.n_rows; r++)
+			ob[codes[r]] += (double)c[r];
+		/* each subset row of class k weighs 1 / count_k: class k's share is
+		 * sub_k / count_k, normalised */
+		for (int k = 0; k < 4; k++)
+			mass += sub[k] / (pass ? sub[k] : all[k]);
+		for (int k = 0; k < 4; k++)
+			ex[k] = (double)total * (sub[k] / (pass ? sub[k] : all[k])) / mass;
+		double x = chi_square(ob, ex, 4);
+		cr_assert_lt(x, 16.27, "pass %d: chi-square %.2f: got %g %g %g %g, expected %g %g %g %g",
+		             pass, x, ob[0], ob[1], ob[2], ob[3], ex[0], ex[1], ex[2], ex[3]);
+		free(c);
+	}
+	free(idx);
+	free(codes);
+}
+
+/*
+ * drop_last leaves out a random remainder each epoch (scDataset's way): the
+ * rows left out change from epoch to epoch, and over epochs every row is
+ * delivered sometimes, the last ones included.
+ */
+Test(strategies, drop_last_leaves_out_a_random_remainder)
+{
+	scf_options o = base();
+	o.block_size = 7; /* 2000 = 285 * 7 + 5: five rows left out per epoch */
+	o.batch_size = 7;
+	o.fetch_factor = 5;
+	o.flags = SCF_F_DROP_LAST;
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	uint8_t *seen = calloc(ref.n_rows, 1), *ever = calloc(ref.n_rows, 1);
+	uint64_t left_out_before[5] = { 0 }, differ = 0;
+	cr_assert_eq(scf_open(&l, path, &o, err, sizeof(err)), 0, "%s", err);
+	for (int e = 0; e < 12; e++) {
+		int rc;
+		uint64_t rows = 0;
+		memset(seen, 0, ref.n_rows);
+		while ((rc = scf_next(l, &b)) == 0) {
+			cr_assert_eq(b->n_rows, 7, "short batch under drop_last");
+			for (uint64_t j = 0; j < b->n_rows; j++) {
+				cr_assert_eq(seen[b->row_ids[j]], 0, "row twice in an epoch");
+				seen[b->row_ids[j]] = ever[b->row_ids[j]] = 1;
+			}
+			rows += b->n_rows;
+			scf_release(l, b);
+		}
+		cr_assert_eq(rc, SCF_END_OF_EPOCH, "%s", scf_errmsg(l));
+		cr_assert_eq(rows, 1995, "epoch %d: %lu rows", e, rows);
+		uint64_t out[5], k = 0;
+		for (uint64_t r = 0; r < ref.n_rows; r++)
+			if (!seen[r] && k < 5)
+				out[k++] = r;
+		cr_assert_eq(k, 5);
+		if (e > 0 && memcmp(out, left_out_before, sizeof(out)))
+			differ++;
+		memcpy(left_out_before, out, sizeof(out));
+	}
+	scf_close(l);
+	cr_assert_geq(differ, 10, "the remainder left out must change between epochs");
+	uint64_t never = 0;
+	for (uint64_t r = 0; r < ref.n_rows; r++)
+		never += !ever[r];
+	cr_assert_eq(never, 0, "%lu rows never delivered in 12 epochs", never);
+	cr_assert(ever[1999] && ever[1998], "the last rows are not always the ones left out");
+	free(seen);
+	free(ever);
 }
 
 Test(strategies, class_balanced_evens_out_labels)

@@ -5,6 +5,7 @@
  * Thread: the caller's; HDF5 is not thread-safe in Debian's build.
  */
 #include "tools/synth.h"
+#include "tools/h5util.h"
 
 #include <hdf5.h>
 #include <inttypes.h>
@@ -375,84 +376,11 @@ static int fail(synth *s, const char *fmt, ...)
 	return -1;
 }
 
-static void put(hid_t id)
-{
-	if (id >= 0)
-		H5Idec_ref(id);
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static hid_t vlen_str(void)
-{
-	hid_t t = H5Tcopy(H5T_C_S1);
-
-	if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
-		put(t);
-		return -1;
-	}
-	return t;
-}
-
-/* anndata's markers are scalar variable-length UTF-8 strings, as h5py writes them. */
-static int attr_str(hid_t obj, const char *name, const char *value)
-{
-	hid_t t = vlen_str(), sp = H5Screate(H5S_SCALAR), a = -1;
-	int rc = -1;
-
-	if (t >= 0 && sp >= 0)
-		a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	if (a >= 0 && H5Awrite(a, t, &value) >= 0)
-		rc = 0;
-	put(a);
-	put(sp);
-	put(t);
-	return rc;
-}
-
-static int attr_encoding(hid_t obj, const char *type, const char *version)
-{
-	return attr_str(obj, "encoding-type", type) < 0 ||
-	       attr_str(obj, "encoding-version", version) < 0 ? -1 : 0;
-}
-
-/* A 1-D attribute (shape, column-order); n == 0 writes nothing but the extent. */
-static int attr_array(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *buf,
-                      hsize_t n)
-{
-	hid_t sp = H5Screate_simple(1, &n, NULL), a = -1;
-	int rc = -1;
-
-	if (sp >= 0)
-		a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-	if (a >= 0 && (n == 0 || H5Awrite(a, mtype, buf) >= 0))
-		rc = 0;
-	put(a);
-	put(sp);
-	return rc;
-}
-
-/* h5py writes numpy bools as an int8 enum {FALSE, TRUE}; `ordered` is one. */
-static int attr_false(hid_t obj, const char *name)
-{
-	signed char no = 0, yes = 1;
-	hid_t t = H5Tenum_create(H5T_NATIVE_SCHAR), sp = H5Screate(H5S_SCALAR), a = -1;
-	int rc = -1;
-
-	if (t >= 0 && sp >= 0 && H5Tenum_insert(t, "FALSE", &no) >= 0 &&
-	    H5Tenum_insert(t, "TRUE", &yes) >= 0)
-		a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	if (a >= 0 && H5Awrite(a, t, &no) >= 0)
-		rc = 0;
-	put(a);
-	put(sp);
-	put(t);
-	return rc;
 }
 
 /* A group with anndata's encoding markers. */
@@ -461,8 +389,8 @@ static hid_t make_group(synth *s, hid_t parent, const char *name, const char *ty
 {
 	hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 
-	if (g < 0 || attr_encoding(g, type, version) < 0) {
-		put(g);
+	if (g < 0 || h5u_attr_encoding(g, type, version) < 0) {
+		h5u_put(g);
 		fail(s, "cannot create group %s", name);
 		return -1;
 	}
@@ -493,9 +421,9 @@ static int app_open(synth *s, appender *a, hid_t grp, const char *name, hid_t ft
 	    (!deflate || H5Pset_deflate(dcpl, (unsigned)deflate) >= 0) &&
 	    H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, 1.0) >= 0)
 		a->dset = H5Dcreate2(grp, name, ftype, sp, H5P_DEFAULT, dcpl, dapl);
-	put(sp);
-	put(dapl);
-	put(dcpl);
+	h5u_put(sp);
+	h5u_put(dapl);
+	h5u_put(dcpl);
 	if (a->dset < 0)
 		return fail(s, a->buf ? "cannot create dataset %s" : "out of memory for %s", name);
 	return 0;
@@ -521,8 +449,8 @@ static int app_flush(synth *s, appender *a, int last)
 	    (ms = H5Screate_simple(1, &count, NULL)) >= 0 &&
 	    H5Dwrite(a->dset, a->mtype, ms, fs, H5P_DEFAULT, a->buf) >= 0)
 		rc = 0;
-	put(ms);
-	put(fs);
+	h5u_put(ms);
+	h5u_put(fs);
 	if (rc < 0)
 		return fail(s, "cannot write %s at element %llu", a->name, (unsigned long long)start);
 	memmove(a->buf, a->buf + count * a->esize, (a->n - count) * a->esize);
@@ -539,7 +467,7 @@ static inline int app_room(synth *s, appender *a)
 
 static void app_close(appender *a)
 {
-	put(a->dset);
+	h5u_put(a->dset);
 	a->dset = -1;
 	free(a->buf);
 	a->buf = NULL;
@@ -553,12 +481,12 @@ static int write_names(synth *s, hid_t grp, const char *name, const char *prefix
 	hsize_t dims = n;
 	char *text = malloc((size_t)NAME_BLOCK * WIDTH);
 	const char **ptr = malloc(NAME_BLOCK * sizeof(*ptr));
-	hid_t t = vlen_str(), fs = H5Screate_simple(1, &dims, NULL), d = -1;
+	hid_t t = h5u_vlen_str(), fs = H5Screate_simple(1, &dims, NULL), d = -1;
 	int rc = -1;
 
 	if (text && ptr && t >= 0 && fs >= 0)
 		d = H5Dcreate2(grp, name, t, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	if (d >= 0 && attr_encoding(d, "string-array", "0.2.0") >= 0)
+	if (d >= 0 && h5u_attr_encoding(d, "string-array", "0.2.0") >= 0)
 		rc = 0;
 	for (uint64_t i = 0; rc == 0 && i < n; i += NAME_BLOCK) {
 		hsize_t start = i, count = n - i < NAME_BLOCK ? n - i : NAME_BLOCK;
@@ -570,11 +498,11 @@ static int write_names(synth *s, hid_t grp, const char *name, const char *prefix
 		if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
 		    H5Dwrite(d, t, ms, fs, H5P_DEFAULT, ptr) < 0)
 			rc = -1;
-		put(ms);
+		h5u_put(ms);
 	}
-	put(d);
-	put(fs);
-	put(t);
+	h5u_put(d);
+	h5u_put(fs);
+	h5u_put(t);
 	free(ptr);
 	free(text);
 	return rc < 0 ? fail(s, "cannot write string array %s", name) : 0;
@@ -588,13 +516,13 @@ static int open_categorical(synth *s, hid_t obs, const char *name, appender *cod
 	hid_t ft = n <= INT8_MAX ? H5T_STD_I8LE : H5T_STD_I16LE;
 	int rc = -1;
 
-	if (g >= 0 && attr_false(g, "ordered") < 0)
+	if (g >= 0 && h5u_attr_false(g, "ordered") < 0)
 		fail(s, "cannot write obs/%s attributes", name);
 	else if (g >= 0 && write_names(s, g, "categories", prefix, digits, n) == 0 &&
 	         app_open(s, codes, g, "codes", ft, H5T_NATIVE_INT16, CODE_CHUNK, CELL_SLICE, 1, 0) == 0)
-		rc = attr_encoding(codes->dset, "array", "0.2.0") < 0
+		rc = h5u_attr_encoding(codes->dset, "array", "0.2.0") < 0
 		         ? fail(s, "cannot write obs/%s/codes attributes", name) : 0;
-	put(g);
+	h5u_put(g);
 	return rc;
 }
 
@@ -609,7 +537,7 @@ static int open_x(synth *s)
 	hid_t x = make_group(s, s->file, "X", "csr_matrix", "0.1.0");
 	int rc = -1;
 
-	if (x >= 0 && attr_array(x, "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2) < 0)
+	if (x >= 0 && h5u_attr_array(x, "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, shape, 2) < 0)
 		fail(s, "cannot write X attributes");
 	else if (x >= 0 &&
 	         app_open(s, &s->data, x, "data", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, chunk,
@@ -619,7 +547,7 @@ static int open_x(synth *s)
 	         app_open(s, &s->indptr, x, "indptr", H5T_STD_I64LE, H5T_NATIVE_INT64, chunk,
 	                  CELL_SLICE, 1, s->o.deflate) == 0)
 		rc = 0;
-	put(x);
+	h5u_put(x);
 	return rc;
 }
 
@@ -627,18 +555,18 @@ static int open_x(synth *s)
 static int open_obs(synth *s)
 {
 	static const char *const columns[] = { "plate", "cell_line" };
-	hid_t t = vlen_str(), obs = make_group(s, s->file, "obs", "dataframe", "0.2.0");
+	hid_t t = h5u_vlen_str(), obs = make_group(s, s->file, "obs", "dataframe", "0.2.0");
 	int rc = -1;
 
-	if (obs >= 0 && (t < 0 || attr_str(obs, "_index", "_index") < 0 ||
-	                 attr_array(obs, "column-order", t, t, columns, 2) < 0))
+	if (obs >= 0 && (t < 0 || h5u_attr_str(obs, "_index", "_index") < 0 ||
+	                 h5u_attr_array(obs, "column-order", t, t, columns, 2) < 0))
 		fail(s, "cannot write obs attributes");
 	else if (obs >= 0 &&
 	         open_categorical(s, obs, "plate", &s->plate, "plate", 0, s->o.n_plates) == 0 &&
 	         open_categorical(s, obs, "cell_line", &s->line, "line", 2, s->o.n_labels) == 0)
 		rc = 0;
-	put(obs);
-	put(t);
+	h5u_put(obs);
+	h5u_put(t);
 	return rc;
 }
 
@@ -649,7 +577,7 @@ static int create_layout(synth *s)
 	if (s->file < 0)
 		return fail(s, "cannot create the file");
 	s->created = 1;
-	if (attr_encoding(s->file, "anndata", "0.1.0") < 0)
+	if (h5u_attr_encoding(s->file, "anndata", "0.1.0") < 0)
 		return fail(s, "cannot write the root attributes");
 	return open_x(s) < 0 || open_obs(s) < 0 ? -1 : 0;
 }
@@ -664,18 +592,18 @@ static int write_rest(synth *s)
 
 	if (obs < 0 || var < 0)
 		fail(s, "cannot open obs and var");
-	else if (attr_str(var, "_index", "_index") < 0 ||
-	         attr_array(var, "column-order", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, NULL, 0) < 0)
+	else if (h5u_attr_str(var, "_index", "_index") < 0 ||
+	         h5u_attr_array(var, "column-order", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, NULL, 0) < 0)
 		fail(s, "cannot write var attributes");
 	else if (write_names(s, obs, "_index", "cell", 0, s->o.n_cells) == 0 &&
 	         write_names(s, var, "_index", "G", 5, s->o.n_genes) == 0)
 		rc = 0;
-	put(var);
-	put(obs);
+	h5u_put(var);
+	h5u_put(obs);
 	for (size_t i = 0; rc == 0 && i < sizeof(dicts) / sizeof(dicts[0]); i++) {
 		hid_t g = make_group(s, s->file, dicts[i], "dict", "0.1.0");
 		rc = g < 0 ? -1 : 0;
-		put(g);
+		h5u_put(g);
 	}
 	return rc;
 }
@@ -838,12 +766,10 @@ int scf_synth_write(const char *path, const scf_synth_opts *o, FILE *progress, c
 	synth s = { .path = path, .err = err, .errlen = errlen, .progress = progress, .file = -1,
 	            .data.dset = -1, .indices.dset = -1, .indptr.dset = -1, .plate.dset = -1,
 	            .line.dset = -1 };
-	H5E_auto2_t old_fn;
-	void *old_data;
+	h5u_quiet quiet;
 	int rc;
 
-	H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	h5u_quiet_on(&quiet);
 	s.t0 = now_s();
 	rc = set_options(&s, o);
 	if (rc == 0) {
@@ -855,6 +781,6 @@ int scf_synth_write(const char *path, const scf_synth_opts *o, FILE *progress, c
 	                write_rest(&s) < 0))
 		rc = -1;
 	rc = synth_close(&s, rc);
-	H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
+	h5u_quiet_off(&quiet);
 	return rc;
 }

@@ -16,6 +16,7 @@ it is gone.
 PyTorch: scfetch.torch.SCFetchDataset.  Command line: python3 -m scfetch.
 """
 import ctypes
+import math
 import operator
 import os
 import threading
@@ -316,6 +317,7 @@ _BOUNDS = {
     "worker": (0, _U32 - 1), "num_workers": (1, _U32), "fetches_in_flight": (1, 64),
     "queue_depth": (4, 4096), "max_read": (4096, 64 << 20), "coalesce_gap": (1, _U32),
     "threads": (1, 256), "seed": (0, 2**64 - 1), "total_size": (1, 1 << 40),
+    "chunk_cache_bytes": (1, 2**64 - 1),
 }
 
 
@@ -544,8 +546,21 @@ class Loader:
     "X_pca") whose rows come with each batch as ``batch.obsm`` (read with
     h5py: memory-mapped when stored contiguously); ``output`` "csr" or
     "dense"; ``direct=False`` reads through the page cache; ``pin=False``
-    skips mlock(); ``allocator`` an Allocator for the output buffers.
-    Integer arguments must be integers within the bounds scf_options
+    skips mlock(); ``allocator`` an Allocator for the output buffers;
+    ``index_dir`` where the index cache goes (None: beside the file, else
+    ~/.cache/scfetch; see ``index_note()``), ``index_cache=False`` neither
+    reads nor writes one.
+
+    Value transforms done in the engine's decode threads, before the batch
+    reaches Python: ``normalize_total=1e4`` scales each row to sum to 1e4
+    (library-size normalisation over all genes, before ``columns``; all-zero
+    rows stay zero), then ``log1p=True`` takes log(1 + x), as scanpy's
+    normalize_total and log1p do.  Compressed files: ``partial_inflate=True``
+    inflates a gzip chunk only up to the last byte a fetch uses (about half
+    the work for scattered rows, but such a chunk's zlib checksum goes
+    unchecked); ``chunk_cache_bytes`` is the memory for decoded chunks kept
+    across fetches (default 256 MiB; ``chunk_cache=False`` turns it off);
+    ``pread=True`` reads with a thread pool instead of io_uring.  Integer arguments must be integers within the bounds scf_options
     documents (64.5 or 0 rows per batch are errors, never rounded or
     defaulted); numeric tuning arguments left None take the engine's
     defaults.
@@ -563,7 +578,13 @@ class Loader:
     split, see ``split()``); strategy "weighted" draws ``total_size`` rows per
     epoch by ``weights`` (one per row, or per entry of ``indices``), with
     replacement unless ``replace=False``; strategy "balanced" does the same
-    with inverse class-size weights of obs column ``balance_obs``;
+    with inverse class-size weights of obs column ``balance_obs`` (class
+    sizes counted over the whole column, as scDataset does, or among the
+    rows of ``indices`` with ``balance_subset=True``); ``weights`` may be one
+    per entry of ``indices`` or one per row; without replacement,
+    ``total_size`` above the rows of positive weight draws in rounds (rows
+    repeat across rounds only); ``drop_last`` leaves out a random remainder
+    of rows each epoch (scDataset's way) and the short last batch;
     ``columns`` delivers only these genes (var indices, renumbered in the
     given order); ``even_ranks=True`` gives every rank the same number of
     batches (a DDP job must not hang in a collective).
@@ -587,7 +608,12 @@ class Loader:
                  replace: bool = True, balance_obs: Optional[str] = None, columns=None,
                  even_ranks: bool = False, obsm: Union[str, Sequence[str]] = (),
                  fetch_transform: Optional[Callable[[List["Batch"]], Iterable[Any]]] = None,
-                 batch_transform: Optional[Callable[["Batch"], Any]] = None):
+                 batch_transform: Optional[Callable[["Batch"], Any]] = None,
+                 index_dir: Optional[str] = None, index_cache: bool = True,
+                 normalize_total: Optional[float] = None, log1p: bool = False,
+                 partial_inflate: bool = False, chunk_cache: bool = True,
+                 chunk_cache_bytes: Optional[int] = None, pread: bool = False,
+                 balance_subset: bool = False):
         if isinstance(path, (str, bytes, os.PathLike)):
             self.paths = (os.fspath(path),)
             self.path = self.paths[0]
@@ -617,7 +643,23 @@ class Loader:
                    (0 if _flag("direct", direct) else C.F_BUFFERED) |
                    (0 if _flag("pin", pin) else C.F_NO_PIN) |
                    (0 if _flag("replace", replace) else C.F_NO_REPLACEMENT) |
-                   (C.F_EVEN_RANKS if _flag("even_ranks", even_ranks) else 0))
+                   (C.F_EVEN_RANKS if _flag("even_ranks", even_ranks) else 0) |
+                   (0 if _flag("index_cache", index_cache) else C.F_NO_INDEX_CACHE) |
+                   (C.F_LOG1P if _flag("log1p", log1p) else 0) |
+                   (C.F_PARTIAL_INFLATE if _flag("partial_inflate", partial_inflate) else 0) |
+                   (0 if _flag("chunk_cache", chunk_cache) else C.F_NO_CHUNK_CACHE) |
+                   (C.F_PREAD if _flag("pread", pread) else 0) |
+                   (C.F_BALANCE_SUBSET if _flag("balance_subset", balance_subset) else 0))
+        if normalize_total is not None:
+            if isinstance(normalize_total, bool) or not isinstance(normalize_total, (int, float)) \
+                    or not math.isfinite(normalize_total) or normalize_total <= 0:
+                raise ValueError("scfetch: normalize_total must be a finite number > 0 "
+                                 f"(the target row sum), not {normalize_total!r}")
+            o.normalize_total = float(normalize_total)
+        o.chunk_cache_bytes = _opt_int("chunk_cache_bytes", chunk_cache_bytes)
+        # index cache directory (None: beside the file, else ~/.cache/scfetch)
+        index_dir_b = os.fsencode(index_dir) if index_dir is not None else None
+        o.index_dir = index_dir_b
         matrix_b = matrix.encode()
         o.matrix = matrix_b
         o.strategy = _choice("strategy", C.STRATEGY, strategy)
@@ -650,7 +692,8 @@ class Loader:
         if rc < 0:
             raise Error(rc, err.value.decode(errors="replace"))
         # The engine keeps o's pointers (matrix, obs) and the allocator.
-        self._engine = _Engine(ptr.value, (o, matrix_b, names_b, names_arr, allocator, keep))
+        self._engine = _Engine(ptr.value, (o, matrix_b, names_b, names_arr, allocator, keep,
+                                           index_dir_b))
         self._epoch = int(epoch)
         self._mid_epoch = False
         self.obs_categories = {name: self._categories(i) for i, name in enumerate(self.obs_names)}
@@ -658,6 +701,10 @@ class Loader:
         self._ff = self.info()["batches_per_buffer"]
         self.obsm = _Obsm([os.fspath(p) for p, _, _ in self.files],
                           [obsm] if isinstance(obsm, str) else list(obsm))
+
+    def index_note(self, file: int = 0) -> str:
+        """What the index cache did for file ``file`` at open ("reused ...", "built ...")."""
+        return (_lib.scf_index_note(self._ptr(), int(file)) or b"").decode(errors="replace")
 
     def locate(self, row):
         """(file index, row in that file) of global row id ``row``."""
@@ -783,19 +830,23 @@ class Loader:
 
     def info(self):
         """Shape of the matrix, and this rank's and worker's share of an epoch."""
-        i = C.scf_info()
+        i = C.scf_info(size=ctypes.sizeof(C.scf_info))
         rc = _lib.scf_info_get(self._ptr(), ctypes.byref(i))
         if rc < 0:
             self._raise(rc)
-        d = {name: getattr(i, name) for name, _ in C.scf_info._fields_}
+        d = {name: getattr(i, name) for name, _ in C.scf_info._fields_
+             if name != "size"}
         d["dense"] = bool(d["dense"])
         return d
 
     def stats(self):
         """Cumulative counters since open (scf_stats)."""
-        s = C.scf_stats()
-        _lib.scf_stats_get(self._ptr(), ctypes.byref(s))
-        d = {name: getattr(s, name) for name, _ in C.scf_stats._fields_}
+        s = C.scf_stats(size=ctypes.sizeof(C.scf_stats))
+        rc = _lib.scf_stats_get(self._ptr(), ctypes.byref(s))
+        if rc < 0:
+            self._raise(rc)
+        d = {name: getattr(s, name) for name, _ in C.scf_stats._fields_
+             if name not in ("size", "_pad0")}
         d["pinned"], d["direct"] = bool(d["pinned"]), bool(d["direct"])
         return d
 

@@ -25,6 +25,10 @@ F_NO_REPLACEMENT = 1 << 3
 F_EVEN_RANKS = 1 << 4
 F_LOG1P = 1 << 5
 F_PREAD = 1 << 6
+F_NO_INDEX_CACHE = 1 << 7
+F_NO_CHUNK_CACHE = 1 << 8
+F_PARTIAL_INFLATE = 1 << 9
+F_BALANCE_SUBSET = 1 << 10
 
 # SCF_E_*: returned negated, beside the errno values.
 E_CORRUPT, E_UNSUPPORTED, E_NOT_H5AD, E_BUFFERS_HELD = 4001, 4002, 4003, 4004
@@ -50,6 +54,7 @@ class scf_options(Structure):
         ("columns", POINTER(c_int32)), ("indices", POINTER(c_uint64)),
         ("n_indices", c_uint64), ("weights", POINTER(c_double)), ("total_size", c_uint64),
         ("balance_obs", c_char_p), ("n_weights", c_uint64), ("normalize_total", c_double),
+        ("index_dir", c_char_p), ("chunk_cache_bytes", c_uint64),
         ("reserved", c_uint64 * 8),
     ]
 
@@ -72,17 +77,21 @@ class scf_batch(Structure):
 
 
 class scf_stats(Structure):
-    _fields_ = [(name, c_uint64) for name in (
+    _fields_ = [("size", c_uint32), ("_pad0", c_uint32)] + [(name, c_uint64) for name in (
         "batches", "rows", "fetches", "bytes_requested", "bytes_read", "bytes_to_decode",
         "bytes_decoded", "reads_submitted", "reads_requeued", "wait_ns", "max_wait_ns")] + \
-        [("pinned", c_uint32), ("direct", c_uint32)]
+        [("pinned", c_uint32), ("direct", c_uint32)] + [(name, c_uint64) for name in (
+            "decode_ns", "assemble_ns", "chunks_decoded", "chunk_cache_hits",
+            "bytes_decode_skipped")]
 
 
 class scf_info(Structure):
-    _fields_ = [("n_rows", c_uint64), ("n_cols", c_uint64), ("nnz", c_uint64),
-                ("dense", c_uint32), ("batches_per_epoch", c_uint64),
+    _fields_ = [("size", c_uint32), ("dense", c_uint32),
+                ("n_rows", c_uint64), ("n_cols", c_uint64), ("nnz", c_uint64),
+                ("batches_per_epoch", c_uint64),
                 ("rows_per_epoch", c_uint64), ("output_buffers", c_uint32),
-                ("batches_per_buffer", c_uint32), ("n_cols_out", c_uint64)]
+                ("batches_per_buffer", c_uint32), ("n_cols_out", c_uint64),
+                ("index_cached", c_uint32), ("index_built", c_uint32)]
 
 
 def _candidates():
@@ -112,7 +121,10 @@ def _declare(lib):
         "scf_release": (c_int, [L, POINTER(scf_batch)]),
         "scf_set_epoch": (c_int, [L, c_uint32]),
         "scf_info_get": (c_int, [L, POINTER(scf_info)]),
-        "scf_stats_get": (None, [L, POINTER(scf_stats)]),
+        "scf_stats_get": (c_int, [L, POINTER(scf_stats)]),
+        "scf_index_note": (c_char_p, [L, c_uint32]),
+        "scf_index_build": (c_int, [c_char_p, POINTER(scf_options), c_char_p, c_size_t,
+                                    c_char_p, c_size_t]),
         "scf_obs_categories": (c_int, [L, c_uint32, POINTER(POINTER(c_char_p)),
                                        POINTER(c_uint64)]),
         "scf_obs_kind": (c_int, [L, c_uint32, POINTER(c_uint32)]),

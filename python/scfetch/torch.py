@@ -114,7 +114,12 @@ class SCFetchDataset(IterableDataset):
                  balance_obs: Optional[str] = None, columns=None, even_ranks: bool = False,
                  fetch_transform: Optional[Callable[[List[dict]], Iterable[Any]]] = None,
                  batch_transform: Optional[Callable[[Any], Any]] = None,
-                 pin_memory: Optional[str] = None, device=None):
+                 pin_memory: Optional[str] = None, device=None,
+                 index_dir: Optional[str] = None, index_cache: bool = True,
+                 normalize_total: Optional[float] = None, log1p: bool = False,
+                 partial_inflate: bool = False, chunk_cache: bool = True,
+                 chunk_cache_bytes: Optional[int] = None, pread: bool = False,
+                 balance_subset: bool = False):
         self.loader_args = {k: v for k, v in locals().items() if k in _LOADER_ARGS}
         if pin_memory not in (None, "cuda"):
             raise ValueError("SCFetchDataset: pin_memory must be None or 'cuda'")

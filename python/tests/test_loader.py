@@ -309,3 +309,49 @@ def test_structs_match_the_header(tmp_path):
               for st in structs for i in range(len(st._fields_) + 1)]
     diff = [f"{lab}: C {g}, ctypes {w}" for lab, g, w in zip(labels, got, want) if int(g) != w]
     assert not diff, "python/scfetch/_capi.py differs from include/scfetch.h: " + "; ".join(diff)
+
+
+def test_normalize_total_and_log1p_match_numpy(data):
+    # scanpy's normalize_total(target_sum=1e4) then log1p, computed from the
+    # file's own rows (anndata wrote them), against the engine's transforms.
+    x = data["x"]
+    with scfetch.Loader(data["sparse"], normalize_total=1e4, log1p=True, **FAST) as loader:
+        seen = 0
+        for b in loader:
+            ids = b.row_ids.astype(np.int64)
+            ref = x[ids].astype(np.float64)
+            sums = np.asarray(ref.sum(axis=1)).ravel()
+            scale = np.where(sums > 0, 1e4 / np.where(sums > 0, sums, 1), 1.0)
+            want = ref.multiply(scale[:, None]).tocsr()
+            want.data = np.log1p(want.data)
+            got = b.to_scipy()
+            assert np.array_equal(got.indices, want.indices)
+            np.testing.assert_allclose(got.data, want.data, rtol=2e-6, atol=1e-6)
+            seen += b.n_rows
+        assert seen == x.shape[0]
+    for bad in (0, -1.0, float("nan"), float("inf"), "1e4", True):
+        with pytest.raises((ValueError, TypeError)):
+            scfetch.Loader(data["sparse"], normalize_total=bad, **FAST)
+
+
+def test_decode_options_keep_rows(data, tmp_path):
+    # gzip chunks (anndata's compression="gzip"): partial inflate, the chunk
+    # cache on and off, and the pread backend all deliver anndata's rows.
+    anndata = pytest.importorskip("anndata")
+    path = str(tmp_path / "gzip.h5ad")
+    anndata.AnnData(X=data["x"]).write_h5ad(path, compression="gzip")
+    x = data["x"]
+    for kw in (dict(partial_inflate=True), dict(chunk_cache=False),
+               dict(chunk_cache_bytes=1 << 16, partial_inflate=True), dict(pread=True)):
+        with scfetch.Loader(path, batch_size=32, block_size=1, fetch_factor=8, **kw) as loader:
+            n = 0
+            for b in loader:
+                assert_rows_equal(b.to_scipy(), x[b.row_ids.astype(np.int64)])
+                n += b.n_rows
+            assert n == x.shape[0], kw
+            st = loader.stats()
+            assert st["chunks_decoded"] > 0 and st["decode_ns"] > 0
+            if kw.get("partial_inflate"):
+                assert st["bytes_decode_skipped"] > 0
+            if kw.get("chunk_cache") is False:
+                assert st["chunk_cache_hits"] == 0

@@ -1,5 +1,5 @@
 /*
- * perf/bench_h5chunks — how long the one-pass chunk-index reader takes on
+ * perf/internal/bench_h5chunks — how long the one-pass chunk-index reader takes on
  * datasets of 1,000,000 chunks (version-1 B-tree, extensible array, fixed
  * array), beside HDF5's own H5Dget_chunk_info on the first 4,000 chunks.
  *
@@ -159,11 +159,11 @@ static void check_data(const char *path, const scf__chunk_map *m)
 	int fd = open(path, O_RDONLY);
 
 	for (uint64_t i = 0; i < m->n; i++)
-		alloc += m->chunk[i].addr != SCF__CHUNK_UNALLOCATED;
+		alloc += scf__chunk_addr(m, i) != SCF__CHUNK_UNALLOCATED;
 	for (uint64_t k = 0; k < 1000 && fd >= 0; k++) {
 		uint64_t c = k * (m->n - 1) / 999;
 		int32_t v[CHUNK];
-		if (pread(fd, v, sizeof(v), (off_t)m->chunk[c].addr) != (ssize_t)sizeof(v)) {
+		if (pread(fd, v, sizeof(v), (off_t)scf__chunk_addr(m, c)) != (ssize_t)sizeof(v)) {
 			bad++;
 			continue;
 		}
@@ -190,7 +190,7 @@ static void time_hdf5(hid_t d, const scf__h5geom *g, const scf__chunk_map *m)
 		hsize_t size;
 		if (H5Dget_chunk_info(d, sp, k, off, &mask, &addr, &size) < 0)
 			break;
-		agree += off[0] / CHUNK < m->n && m->chunk[off[0] / CHUNK].addr == addr + g->base_addr;
+		agree += off[0] / CHUNK < m->n && scf__chunk_addr(m, off[0] / CHUNK) == addr + g->base_addr;
 	}
 	dt = now_ms() - t0;
 	H5Sclose(sp);

@@ -1,10 +1,13 @@
 /*
- * tools/scfetch — the command-line face of the library:
+ * tools/cli — the command-line face of the library, installed as `scfetch`:
  *   scfetch info FILE... [--matrix KEY]  what the files hold and what the engine reads
+ *   scfetch index FILE... [--matrix KEY] [--index-dir DIR]   build index caches ahead of a job
  *   scfetch bench FILE... [options]       stream epochs, print throughput and I/O figures
  *                                         (several files: one collection, one index space)
  *   scfetch demo [--dir D] [--cells N]    write a realistic dataset if absent, then bench it
  *   scfetch repack IN OUT [options]       rewrite a matrix with row-sized chunks
+ * It links libscfetch.so and sees only include/scfetch.h: what it says about a
+ * file comes from scf_describe(), as any user's program would get it.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,10 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hdf5.h>
-
-#include "formats/h5ad.h"
-#include "formats/obs.h"
 #include "scfetch.h"
 #include "tools/repack.h"
 #include "tools/synth.h"
@@ -44,10 +43,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	"usage: scfetch info FILE... [--matrix KEY]\n"
+	"       scfetch index FILE... [--matrix KEY] [--index-dir DIR]   build index caches\n"
 	"       scfetch bench FILE... [options]   (several files are read as one collection)\n"
 	"       scfetch demo [--dir DIR] [--cells N] [options]\n"
 	"       scfetch repack IN OUT [--matrix KEY] [--chunk-rows N] [--codec zstd|deflate|none]\n"
-	"                      [--level L] [--no-shuffle]\n"
+	"                      [--level L] [--no-shuffle] [--threads N] [--verify] [--quiet]\n"
 	"bench options:\n"
 	"  --matrix KEY        X (default), layers/NAME, raw/X\n"
 	"  --strategy S        block (default), stream or balanced\n"
@@ -62,6 +62,8 @@ static void usage(FILE *f)
 	"  --max-read KIB      largest single read (1024)\n"
 	"  --gap KIB           merge extents closer than this (32)\n"
 	"  --buffered          page cache instead of O_DIRECT\n"
+	"  --partial-inflate   inflate deflate chunks only up to the last byte used\n"
+	"                      (faster for scattered rows; skips their Adler-32 check)\n"
 	"  --dense             dense output\n"
 	"  --seed N            base seed (0)\n"
 	"  --strategy balanced --balance-obs COL [--total-size N]   class-balanced epochs\n"
@@ -108,7 +110,7 @@ static const char *strategy_name(uint32_t s)
 /* A missing or unreadable file is named with the errno reason, before HDF5 sees it. */
 static int readable(const char *path)
 {
-	int fd = open(path, O_RDONLY);
+	int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO must not block */
 
 	if (fd < 0) {
 		fprintf(stderr, "scfetch: %s: %s\n", path, strerror(errno));
@@ -118,131 +120,108 @@ static int readable(const char *path)
 	return 1;
 }
 
-/* Does the file have this object (every link on the way included)? */
-static int h5_has(hid_t f, const char *path)
-{
-	char part[512];
-
-	for (const char *p = strchr(path, '/'); ; p = strchr(p + 1, '/')) {
-		size_t n = p ? (size_t)(p - path) : strlen(path);
-		if (n >= sizeof(part))
-			return 0;
-		memcpy(part, path, n);
-		part[n] = 0;
-		if (H5Lexists(f, part, H5P_DEFAULT) <= 0)
-			return 0;
-		if (!p)
-			return 1;
-	}
-}
-
 /* After a failed open: when KEY is not in the file, list the matrices that are. */
 static void matrix_hint(const char *path, const char *key)
 {
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	scf_description d = { .size = sizeof(d) };
 	char names[2048] = "";
 	size_t len = 0;
+	int found = 0;
 
-	if (f < 0)
-		return;
-	if (!h5_has(f, key)) {
-		if (h5_has(f, "X"))
-			len += snprintf(names + len, sizeof(names) - len, "X");
-		hid_t g = h5_has(f, "layers") ? H5Gopen2(f, "layers", H5P_DEFAULT) : -1;
-		H5G_info_t gi;
-		if (g >= 0 && H5Gget_info(g, &gi) >= 0) {
-			for (hsize_t i = 0; i < gi.nlinks && len < sizeof(names) - 64; i++) {
-				char n[256];
-				if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n,
-				                       sizeof(n), H5P_DEFAULT) > 0)
-					len += snprintf(names + len, sizeof(names) - len, "%slayers/%s",
-					                len ? ", " : "", n);
-			}
+	if (scf_describe(path, NULL, &d, NULL, 0) == 0) {
+		for (uint32_t i = 0; i < d.n_matrices; i++) {
+			found |= strcmp(d.matrices[i], key) == 0;
+			if (len < sizeof(names) - 1)
+				len += snprintf(names + len, sizeof(names) - len, "%s%s",
+				                i ? ", " : "", d.matrices[i]);
 		}
-		if (g >= 0)
-			H5Gclose(g);
-		if (h5_has(f, "raw/X") && len < sizeof(names) - 16)
-			len += snprintf(names + len, sizeof(names) - len, "%sraw/X", len ? ", " : "");
-		fprintf(stderr, "scfetch: %s has no matrix %s; its matrices: %s\n", path, key,
-		        len ? names : "none");
+		/* none listed: not an .h5ad at all, which the error said already */
+		if (!found && d.n_matrices)
+			fprintf(stderr, "scfetch: %s has no matrix %s; its matrices: %s\n", path,
+			        key, names);
 	}
-	H5Fclose(f);
+	scf_describe_free(&d);
 }
 
 /* `info`: shape, dtypes, layout, chunks, filters, and the verdict. */
-static void print_dset(const scf__dset *d)
+static void print_dset(const scf_dataset_desc *d)
 {
-	char nb[32];
-
-	printf("  %-16s %-8s %llu", d->name, scf__dtype_name(d->type),
-	       (unsigned long long)d->dims[0]);
+	printf("  %-16s %-8s %llu", d->name, d->dtype, (unsigned long long)d->dims[0]);
 	if (d->rank == 2)
 		printf(" x %llu", (unsigned long long)d->dims[1]);
-	if (d->storage == SCF__CONTIGUOUS) {
+	if (!d->chunked) {
 		printf("  contiguous at byte %llu", (unsigned long long)d->offset);
 	} else {
-		printf("  chunked %llu", (unsigned long long)d->chunks.chunk_dims[0]);
+		printf("  chunked %llu", (unsigned long long)d->chunk_dims[0]);
 		if (d->rank == 2)
-			printf(" x %llu", (unsigned long long)d->chunks.chunk_dims[1]);
-		printf(", %llu chunks", (unsigned long long)d->chunks.n);
+			printf(" x %llu", (unsigned long long)d->chunk_dims[1]);
+		printf(", %llu chunks", (unsigned long long)d->n_chunks);
 	}
-	for (unsigned i = 0; i < d->n_filters; i++)
-		printf("%s%s", i ? "+" : ", filters ", scf__filter_name(d->filter[i].id, nb, sizeof(nb)));
+	if (d->filters[0])
+		printf(", filters %s", d->filters);
 	printf("\n");
 }
 
 /* Random access to a compressed chunk decodes all of it: say when that hurts. */
-static void warn_chunking(const scf__matrix *m)
+static void warn_chunking(const scf_description *m)
 {
-	const scf__dset *d = &m->data;
+	const scf_dataset_desc *d = &m->dataset[0];
 
-	if (m->encoding != SCF__CSR || d->storage != SCF__CHUNKED || !d->n_filters || !m->n_rows)
+	if (m->dense || !d->chunked || !d->filters[0] || !m->n_rows)
 		return;
 	double per_row = (double)m->nnz / (double)m->n_rows;
-	double rows = per_row > 0 ? (double)d->chunks.chunk_dims[0] / per_row : 0;
+	double rows = per_row > 0 ? (double)d->chunk_dims[0] / per_row : 0;
 	if (rows > 8)
 		printf("  warning          each compressed chunk holds ~%.0f rows: reading one random "
 		       "row decodes ~%.0fx what it delivers;\n                   `scfetch repack "
 		       "--chunk-rows 4` makes random access cheap\n", rows, rows);
 }
 
+static void print_matrix(const scf_description *m, const char *path, const char *key)
+{
+	printf("%s: %s\n", path, key);
+	printf("  encoding         %s\n", m->dense ? "dense" : "csr_matrix");
+	printf("  shape            %llu x %llu, %llu stored entries (%.2f%%)\n",
+	       (unsigned long long)m->n_rows, (unsigned long long)m->n_cols,
+	       (unsigned long long)m->nnz,
+	       m->n_rows && m->n_cols ? 100.0 * m->nnz / ((double)m->n_rows * m->n_cols) : 0.0);
+	if (!m->dense) {
+		char name[256];
+		snprintf(name, sizeof(name), "%s/indptr", key);
+		printf("  %-16s %-8s loaded at open\n", name, m->indptr_dtype);
+		print_dset(&m->dataset[0]);
+		print_dset(&m->dataset[1]);
+		warn_chunking(m);
+	} else {
+		print_dset(&m->dataset[0]);
+	}
+}
+
 static int info_one(const char *path, const char *key)
 {
+	scf_description m = { .size = sizeof(m) };
 	char err[1024];
-	scf__matrix m;
+	scf_loader *l;
 	int rc;
 
 	if (!readable(path))
 		return 1;
-	rc = scf__h5ad_open(&m, path, key, err, sizeof(err));
+	rc = scf_describe(path, key, &m, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "scfetch: %s\n", err);
+		scf_describe_free(&m);
 		matrix_hint(path, key);
 		return 1;
 	}
-	printf("%s: %s\n", path, key);
-	printf("  encoding         %s\n", m.encoding == SCF__CSR ? "csr_matrix" : "dense");
-	printf("  shape            %llu x %llu, %llu stored entries (%.2f%%)\n",
-	       (unsigned long long)m.n_rows, (unsigned long long)m.n_cols,
-	       (unsigned long long)m.nnz,
-	       m.n_rows && m.n_cols ? 100.0 * m.nnz / ((double)m.n_rows * m.n_cols) : 0.0);
-	if (m.encoding == SCF__CSR) {
-		char name[256];
-		snprintf(name, sizeof(name), "%s/indptr", key);
-		printf("  %-16s %-8s loaded at open\n", name, scf__dtype_name(m.indptr_type));
-		print_dset(&m.data);
-		print_dset(&m.indices);
-		warn_chunking(&m);
-	} else {
-		print_dset(&m.data);
-	}
-	scf__h5ad_free(&m);
+	print_matrix(&m, path, key);
+	scf_describe_free(&m);
 
-	scf_loader *l;
 	rc = scf_open(&l, path, &(scf_options){ .size = sizeof(scf_options), .matrix = key },
 	              err, sizeof(err));
 	printf("  engine           %s%s\n", rc == 0 ? "can read this matrix" : "cannot read: ",
 	       rc == 0 ? "" : err);
+	if (rc == 0)
+		printf("  %-16s %s\n", "index-cache", scf_index_note(l, 0));
 	scf_close(l);
 	return rc == 0 ? 0 : 2;
 }
@@ -252,7 +231,7 @@ static int cmd_info(const char *const *paths, uint32_t n, const char *key)
 {
 	char err[1024];
 	scf_loader *l;
-	scf_info info;
+	scf_info info = { .size = sizeof(scf_info) };
 	int rc = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
@@ -298,8 +277,8 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 {
 	char err[1024];
 	scf_loader *l;
-	scf_info info;
-	scf_stats st;
+	scf_info info = { .size = sizeof(scf_info) };
+	scf_stats st = { .size = sizeof(scf_stats) };
 	uint64_t rows = 0, nb = 0, cap = 1 << 16, *waits;
 	double t0, t1;
 	int rc;
@@ -381,7 +360,8 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 	double secs = t1 - t0;
 	printf("%-8s block %-5u fetch %-5u batch %-4u | %9.0f cells/s %8.1f MB/s delivered "
 	       "%8.1f MB/s read | wait p50 %7.1f us p99 %8.1f us max %8.1f us | "
-	       "amp %.2f decode x%.2f reads %llu (%.1f KiB avg) requeued %llu | cpu %.2f s/GB | %s%s\n",
+	       "amp %.2f decode x%.2f %.2f s (%llu chunks, %llu cached, %.1f MB skipped) "
+	       "assemble %.2f s reads %llu (%.1f KiB avg) requeued %llu | cpu %.2f s/GB | %s%s\n",
 	       strategy_name(c->o.strategy),
 	       c->o.block_size, c->o.fetch_factor, c->o.batch_size ? c->o.batch_size : 64,
 	       rows / secs, st.bytes_requested / secs / 1e6, st.bytes_read / secs / 1e6,
@@ -389,6 +369,9 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 	       st.max_wait_ns / 1e3,
 	       st.bytes_requested ? (double)st.bytes_read / st.bytes_requested : 0.0,
 	       st.bytes_requested ? (double)st.bytes_decoded / st.bytes_requested : 0.0,
+	       st.decode_ns / 1e9, (unsigned long long)st.chunks_decoded,
+	       (unsigned long long)st.chunk_cache_hits, st.bytes_decode_skipped / 1e6,
+	       st.assemble_ns / 1e9,
 	       (unsigned long long)st.reads_submitted,
 	       st.reads_submitted ? st.bytes_read / 1024.0 / st.reads_submitted : 0.0,
 	       (unsigned long long)st.reads_requeued,
@@ -400,38 +383,24 @@ static int bench_one(const char *const *paths, uint32_t n_paths, const bench_cfg
 	return 0;
 }
 
-/* Parse "0,5,7" into up to max values (zero allowed). */
-static int parse_list_any(const char *s, uint32_t *v, int max)
+/* Parse "1,16,256" into at most max values, each >= min; -1 on anything else. */
+static int parse_list(const char *s, uint32_t *v, int max, uint64_t min)
 {
 	int n = 0;
-	char *end;
 
-	while (*s && n < max) {
-		unsigned long x = strtoul(s, &end, 10);
-		if (end == s || x > UINT32_MAX)
+	while (*s) {
+		const char *comma = strchr(s, ',');
+		char item[32];
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+		uint64_t x;
+		if (n == max || len >= sizeof(item))
+			return -1;
+		memcpy(item, s, len);
+		item[len] = '\0';
+		if (parse_num(item, min, UINT32_MAX, &x) < 0)
 			return -1;
 		v[n++] = (uint32_t)x;
-		s = *end == ',' ? end + 1 : end;
-		if (*end && *end != ',')
-			return -1;
-	}
-	return n;
-}
-
-/* Parse "1,16,256" into up to 16 positive values. */
-static int parse_list(const char *s, uint32_t *v, int max)
-{
-	int n = 0;
-	char *end;
-
-	while (*s && n < max) {
-		unsigned long x = strtoul(s, &end, 10);
-		if (end == s || x == 0 || x > UINT32_MAX)
-			return -1;
-		v[n++] = (uint32_t)x;
-		s = *end == ',' ? end + 1 : end;
-		if (*end && *end != ',')
-			return -1;
+		s = comma ? comma + 1 : s + len;
 	}
 	return n;
 }
@@ -447,7 +416,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		{ "max-read", 1, 0, 'R' }, { "gap", 1, 0, 'G' },
 		{ "balance-obs", 1, 0, 'O' }, { "total-size", 1, 0, 'T' },
 		{ "columns", 1, 0, 'C' }, { "rank", 1, 0, 'r' }, { "world-size", 1, 0, 'w' },
-		{ "even-ranks", 0, 0, 'E' },
+		{ "even-ranks", 0, 0, 'E' }, { "partial-inflate", 0, 0, 'P' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
 	static int32_t cols[4096];
@@ -490,7 +459,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		case 'E': c.o.flags |= SCF_F_EVEN_RANKS; break;
 		case 'C': {
 			uint32_t u[4096];
-			int n = parse_list_any(optarg, u, 4096);
+			int n = parse_list(optarg, u, 4096, 0);
 			if (n <= 0)
 				return bad_value(name, optarg, "expected var indices, comma-separated");
 			for (int i = 0; i < n; i++)
@@ -501,12 +470,12 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		}
 		case 'b': c.o.batch_size = (uint32_t)v; break;
 		case 'k':
-			if ((nblocks = parse_list(optarg, blocks, 16)) <= 0)
+			if ((nblocks = parse_list(optarg, blocks, 16, 1)) <= 0)
 				return bad_value(name, optarg, "expected positive whole numbers, "
 				                 "comma-separated (at most 16)");
 			break;
 		case 'f':
-			if ((nfetch = parse_list(optarg, fetches, 16)) <= 0)
+			if ((nfetch = parse_list(optarg, fetches, 16, 1)) <= 0)
 				return bad_value(name, optarg, "expected positive whole numbers, "
 				                 "comma-separated (at most 16)");
 			break;
@@ -516,6 +485,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		case 'q': c.o.queue_depth = (uint32_t)v; break;
 		case 't': c.o.threads = (uint32_t)v; break;
 		case 'B': c.o.flags |= SCF_F_BUFFERED; break;
+		case 'P': c.o.flags |= SCF_F_PARTIAL_INFLATE; break;
 		case 'D': c.o.output = SCF_OUTPUT_DENSE; break;
 		case 'S': c.o.seed = v; break;
 		case 'R': c.o.max_read = (uint32_t)v << 10; break;
@@ -613,27 +583,33 @@ typedef struct tune_point {
 	double cells_s, entropy;
 } tune_point;
 
-/* Stream about `secs` seconds at one setting: cells/s and mean batch entropy. */
-static int tune_run(const char *path, scf_options o, double secs, uint64_t ncat,
+/*
+ * Stream at one setting for `secs` seconds and at least min_batches batches
+ * (or to the end of the epoch): cells/s and the mean batch label entropy.
+ */
+static int tune_run(const char *path, scf_options o, double secs, uint64_t min_batches,
                     tune_point *pt)
 {
+	const char *const *names;
 	char err[1024];
 	scf_loader *l;
 	scf_batch *b;
-	uint64_t *hist = malloc((ncat + 1) * sizeof(*hist)), rows = 0, nb = 0;
+	uint64_t *hist = NULL, rows = 0, nb = 0, ncat = 0;
 	double hsum = 0, t0;
 	int rc;
 
-	if (!hist || scf_open(&l, path, &o, err, sizeof(err)) < 0) {
-		fprintf(stderr, "scfetch: %s\n", hist ? err : "out of memory");
-		free(hist);
+	if (scf_open(&l, path, &o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
 		return -1;
 	}
+	scf_obs_categories(l, 0, &names, &ncat);
+	hist = malloc((ncat + 1) * sizeof(*hist));
 	t0 = now_s();
-	while (now_s() - t0 < secs && (rc = scf_next(l, &b)) >= 0) {
+	while (hist && (now_s() - t0 < secs || nb < min_batches) &&
+	       (rc = scf_next(l, &b)) >= 0) {
 		if (rc == SCF_END_OF_EPOCH)
 			continue;
-		hsum += entropy(b->obs, b->n_rows, 1, hist, ncat);
+		hsum += entropy(b->obs, b->n_rows, b->n_obs, hist, ncat);
 		rows += b->n_rows;
 		nb++;
 		scf_release(l, b);
@@ -647,44 +623,63 @@ static int tune_run(const char *path, scf_options o, double secs, uint64_t ncat,
 
 /*
  * tune's default label: the first obs column (in the file's order) that is
- * categorical; else name them all and fail.
+ * categorical; else name the others and fail.
  */
-static int first_categorical(const char *path, uint64_t n_rows, char *out, size_t outlen)
+static int first_categorical(const char *path, const scf_description *d, char *out,
+                             size_t outlen)
 {
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	hid_t g = f >= 0 && h5_has(f, "obs") ? H5Gopen2(f, "obs", H5P_DEFAULT) : -1;
-	char all[2048] = "", err[1024];
+	char all[2048] = "";
 	size_t len = 0;
-	H5G_info_t gi;
+
+	for (uint32_t i = 0; i < d->n_obs; i++) {
+		if (d->obs[i].kind == SCF_OBS_CATEGORICAL) {
+			snprintf(out, outlen, "%s", d->obs[i].name);
+			return 0;
+		}
+		if (d->obs[i].kind >= 0 && len < sizeof(all) - 300)
+			len += snprintf(all + len, sizeof(all) - len, "%s%s", len ? ", " : "",
+			                d->obs[i].name);
+	}
+	fprintf(stderr, "scfetch: tune: %s has no categorical obs column to measure batch "
+	        "label entropy with (%s%s); name one with --label COL\n", path,
+	        len ? "other obs columns: " : "no obs columns", all);
+	return -1;
+}
+
+/* The label column: the one named (which must be categorical when the file has it), or the first. */
+static int tune_label(const char *path, const char *matrix, const char *label, char *out,
+                      size_t outlen, uint64_t *n_rows)
+{
+	scf_description d = { .size = sizeof(d) };
+	char err[1024];
 	int rc = -1;
 
-	for (hsize_t i = 0; g >= 0 && H5Gget_info(g, &gi) >= 0 && i < gi.nlinks && rc < 0; i++) {
-		char n[256];
-		scf__obs_col col;
-		if (H5Lget_name_by_idx(g, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, n, sizeof(n),
-		                       H5P_DEFAULT) <= 0 &&
-		    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, n, sizeof(n),
-		                       H5P_DEFAULT) <= 0)
-			continue;
-		if (strcmp(n, "__categories") == 0 || strcmp(n, "_index") == 0 ||
-		    scf__obs_load(&col, path, n, n_rows, err, sizeof(err)) < 0)
-			continue; /* the index, or not a column the engine delivers */
-		if (col.kind == SCF__OBS_CATEGORICAL) {
-			snprintf(out, outlen, "%s", n);
-			rc = 0;
-		} else if (len < sizeof(all) - 300) {
-			len += snprintf(all + len, sizeof(all) - len, "%s%s", len ? ", " : "", n);
-		}
-		scf__obs_free(&col);
+	if (!readable(path))
+		return -1;
+	if (scf_describe(path, matrix, &d, err, sizeof(err)) < 0) {
+		fprintf(stderr, "scfetch: %s\n", err);
+		scf_describe_free(&d);
+		matrix_hint(path, matrix);
+		return -1;
 	}
-	if (g >= 0)
-		H5Gclose(g);
-	if (f >= 0)
-		H5Fclose(f);
-	if (rc < 0)
-		fprintf(stderr, "scfetch: tune: %s has no categorical obs column to measure batch "
-		        "label entropy with (%s%s); name one with --label COL\n", path,
-		        len ? "other obs columns: " : "no obs columns", all);
+	*n_rows = d.n_rows;
+	if (!label) {
+		rc = first_categorical(path, &d, out, outlen);
+		if (rc == 0)
+			printf("label: obs/%s, the first categorical obs column (--label COL for "
+			       "another)\n", out);
+	} else {
+		/* a column the file lacks is named by scf_open, with its reason */
+		rc = 0;
+		snprintf(out, outlen, "%s", label);
+		for (uint32_t i = 0; i < d.n_obs; i++)
+			if (strcmp(d.obs[i].name, label) == 0 && d.obs[i].kind != SCF_OBS_CATEGORICAL)
+				rc = -1;
+		if (rc < 0)
+			fprintf(stderr, "scfetch: %s: obs/%s is not categorical; --label needs a "
+			        "categorical column\n", path, label);
+	}
+	scf_describe_free(&d);
 	return rc;
 }
 
@@ -703,7 +698,7 @@ static int cmd_tune(int argc, char **argv)
 	char found[256];
 	double min_entropy = 0.98, secs = 1.0;
 	uint32_t batch = 64;
-	char err[1024];
+	uint64_t n_rows = 0;
 	int opt;
 
 	optind = 1;
@@ -722,69 +717,33 @@ static int cmd_tune(int argc, char **argv)
 		return 2;
 	}
 	const char *path = argv[optind];
-	scf__matrix m;
-	scf__obs_col col;
-	if (!readable(path))
+	if (tune_label(path, matrix, label, found, sizeof(found), &n_rows) < 0)
 		return 1;
-	if (scf__h5ad_open(&m, path, matrix, err, sizeof(err)) < 0) {
-		fprintf(stderr, "scfetch: %s\n", err);
-		matrix_hint(path, matrix);
-		return 1;
-	}
-	if (!label) {
-		if (first_categorical(path, m.n_rows, found, sizeof(found)) < 0) {
-			scf__h5ad_free(&m);
-			return 1;
-		}
-		label = found;
-		printf("label: obs/%s, the first categorical obs column (--label COL for another)\n",
-		       label);
-	}
-	if (scf__obs_load(&col, path, label, m.n_rows, err, sizeof(err)) < 0) {
-		fprintf(stderr, "scfetch: %s\n", err);
-		scf__h5ad_free(&m);
-		return 1;
-	}
-	if (col.kind != SCF__OBS_CATEGORICAL) {
-		fprintf(stderr, "scfetch: %s: obs/%s is not categorical; --label needs a "
-		        "categorical column\n", path, label);
-		scf__obs_free(&col);
-		scf__h5ad_free(&m);
-		return 1;
-	}
-	uint64_t n_rows = m.n_rows, ncat = col.n_categories;
-	scf__h5ad_free(&m);
-	for (uint64_t r = 0; r < n_rows; r++)
-		ncat = (uint64_t)(col.codes[r] + 1) > ncat ? (uint64_t)col.codes[r] + 1 : ncat;
+	label = found;
 
-	/* true random sampling's entropy: random batches drawn from the labels */
-	uint64_t *hist = malloc((ncat + 1) * sizeof(*hist)), x = 0x9e3779b97f4a7c15ULL;
-	int32_t *tmp = malloc(batch * sizeof(int32_t));
-	double href = 0;
-	for (int k = 0; k < 2000 && hist && tmp && n_rows; k++) {
-		for (uint32_t i = 0; i < batch; i++) {
-			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-			tmp[i] = col.codes[x % n_rows];
-		}
-		href += entropy(tmp, batch, 1, hist, ncat) / 2000;
-	}
-	free(tmp);
-	free(hist);
-	scf__obs_free(&col);
-	printf("%s: %llu rows, label %s (%llu classes); random batches of %u: entropy %.3f nats\n",
-	       path, (unsigned long long)n_rows, label, (unsigned long long)ncat, batch, href);
-	printf("  block  fetch    cells/s  entropy  vs random\n");
-
+	/*
+	 * True random sampling's entropy: blocks of one row, one batch per fetch,
+	 * so every batch is a uniform draw of rows (at least 200 batches of it).
+	 */
 	const char *obs[] = { label };
 	scf_options o = { .size = sizeof(o), .matrix = matrix, .batch_size = batch, .obs = obs,
-	                  .n_obs = 1, .strategy = SCF_STRATEGY_BLOCK_SHUFFLING };
+	                  .n_obs = 1, .strategy = SCF_STRATEGY_BLOCK_SHUFFLING,
+	                  .block_size = 1, .fetch_factor = 1 };
+	tune_point ref = { 0 };
+	if (tune_run(path, o, secs, 200, &ref) < 0)
+		return 1;
+	double href = ref.entropy;
+	printf("%s: %llu rows, label %s; random batches of %u: entropy %.3f nats\n",
+	       path, (unsigned long long)n_rows, label, batch, href);
+	printf("  block  fetch    cells/s  entropy  vs random\n");
+
 	tune_point best = { 0 }, pt;
 	for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
 		for (size_t j = 0; j < sizeof(fetches) / sizeof(fetches[0]); j++) {
 			o.block_size = blocks[i];
 			o.fetch_factor = fetches[j];
 			pt = (tune_point){ .block = blocks[i], .fetch = fetches[j] };
-			if (tune_run(path, o, secs, ncat, &pt) < 0)
+			if (tune_run(path, o, secs, 0, &pt) < 0)
 				return 1;
 			double ratio = href > 0 ? pt.entropy / href : 1.0;
 			printf("  %5u  %5u  %9.0f  %7.3f  %8.3f%s\n", pt.block, pt.fetch, pt.cells_s,
@@ -804,7 +763,7 @@ static int cmd_tune(int argc, char **argv)
 	for (uint32_t f = 1; f <= 8; f *= 2) {
 		o.fetches_in_flight = f;
 		pt = best;
-		if (tune_run(path, o, secs, ncat, &pt) < 0)
+		if (tune_run(path, o, secs, 0, &pt) < 0)
 			return 1;
 		printf("  in flight %u: %.0f cells/s\n", f, pt.cells_s);
 		if (pt.cells_s > best.cells_s * 1.03) {
@@ -818,13 +777,57 @@ static int cmd_tune(int argc, char **argv)
 	return 0;
 }
 
+/* `index`: build each file's index cache ahead of a job (e.g. on a login node). */
+static int cmd_index(int argc, char **argv)
+{
+	static const struct option lo[] = { { "matrix", 1, 0, 'm' }, { "index-dir", 1, 0, 'd' },
+	                                    { 0, 0, 0, 0 } };
+	scf_options o = { .size = sizeof(o) };
+	char where[4096], err[1024];
+	int opt, rc = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'm': o.matrix = optarg; break;
+		case 'd': o.index_dir = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = optind; i < argc; i++) {
+		if (!readable(argv[i])) {
+			rc = 1;
+			continue;
+		}
+		double t0 = now_s();
+		where[0] = '\0';
+		int r = scf_index_build(argv[i], &o, where, sizeof(where), err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "scfetch: %s\n", err);
+			rc = 1;
+			continue;
+		}
+		printf("%s: %s %s (%.2f s)\n", argv[i], r == 0 ? "built" : "valid, kept", where,
+		       now_s() - t0);
+		fflush(stdout);
+	}
+	return rc;
+}
+
 static int cmd_repack(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "matrix", 1, 0, 'm' }, { "chunk-rows", 1, 0, 'r' }, { "codec", 1, 0, 'c' },
-		{ "level", 1, 0, 'l' }, { "no-shuffle", 0, 0, 's' }, { 0, 0, 0, 0 } };
-	scf_repack_opts o = { .matrix = "X", .chunk_rows = 4, .codec = SCF_CODEC_ZSTD };
+		{ "level", 1, 0, 'l' }, { "no-shuffle", 0, 0, 's' }, { "threads", 1, 0, 't' },
+		{ "verify", 0, 0, 'v' }, { "quiet", 0, 0, 'q' }, { 0, 0, 0, 0 } };
+	scf_repack_opts o = { .matrix = "X", .chunk_rows = 4, .codec = SCF_CODEC_ZSTD,
+	                      .progress = 1 };
 	char err[1024];
+	uint64_t n;
 	int opt;
 
 	optind = 1;
@@ -834,6 +837,13 @@ static int cmd_repack(int argc, char **argv)
 		case 'r': o.chunk_rows = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'l': o.level = atoi(optarg); break;
 		case 's': o.no_shuffle = 1; break;
+		case 'v': o.verify = 1; break;
+		case 'q': o.progress = 0; break;
+		case 't':
+			if (parse_num(optarg, 1, 256, &n) < 0)
+				return bad_value("threads", optarg, "expected a whole number 1..256");
+			o.threads = (uint32_t)n;
+			break;
 		case 'c':
 			if (strcmp(optarg, "zstd") == 0) o.codec = SCF_CODEC_ZSTD;
 			else if (strcmp(optarg, "deflate") == 0 || strcmp(optarg, "gzip") == 0)
@@ -866,8 +876,6 @@ static int cmd_repack(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* Failures are reported in one sentence each, not as HDF5's error stack. */
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -886,6 +894,8 @@ int main(int argc, char **argv)
 		free(files);
 		return rc;
 	}
+	if (strcmp(argv[1], "index") == 0)
+		return cmd_index(argc - 1, argv + 1);
 	if (strcmp(argv[1], "bench") == 0)
 		return cmd_bench(argc - 1, argv + 1, NULL);
 	if (strcmp(argv[1], "demo") == 0)
