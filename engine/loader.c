@@ -474,11 +474,16 @@ static int open_input(scf_loader *l, const char *const *paths, uint32_t n,
 /* Default memory for decoded chunks kept across fetches. */
 #define CHUNK_CACHE_DEFAULT (256ull << 20)
 
-/* The decoded-chunk cache, sized for the smallest filtered chunk of any file. */
+/*
+ * The decoded-chunk cache, sized for the smallest filtered chunk of any file.
+ * When the budget holds every decoded chunk of the collection, each chunk is
+ * decoded once in the whole run: partial inflate would only make prefixes
+ * that later fetches must decode again, so it is turned off.
+ */
 static int init_zcache(scf_loader *l)
 {
 	uint64_t budget = l->o.chunk_cache_bytes ? l->o.chunk_cache_bytes : CHUNK_CACHE_DEFAULT;
-	uint64_t min_chunk = 0;
+	uint64_t min_chunk = 0, all = 0;
 
 	if (l->o.flags & SCF_F_NO_CHUNK_CACHE)
 		budget = 0;
@@ -491,8 +496,13 @@ static int init_zcache(scf_loader *l)
 			uint64_t b = scf__chunk_bytes(ds[k]);
 			if (!min_chunk || b < min_chunk)
 				min_chunk = b;
+			uint64_t n = ds[k]->chunks.n; /* saturate: the sum only compares */
+			uint64_t add = n && b > UINT64_MAX / n ? UINT64_MAX : b * n;
+			all = add > UINT64_MAX - all ? UINT64_MAX : all + add;
 		}
 	}
+	if (budget && all && budget >= all)
+		l->acfg.partial_inflate = 0;
 	return scf__zcache_init(&l->zc, budget, min_chunk);
 }
 

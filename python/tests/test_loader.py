@@ -341,7 +341,7 @@ def test_decode_options_keep_rows(data, tmp_path):
     path = str(tmp_path / "gzip.h5ad")
     anndata.AnnData(X=data["x"]).write_h5ad(path, compression="gzip")
     x = data["x"]
-    for kw in (dict(partial_inflate=True), dict(chunk_cache=False),
+    for kw in (dict(partial_inflate=True, chunk_cache=False), dict(chunk_cache=False),
                dict(chunk_cache_bytes=1 << 16, partial_inflate=True), dict(pread=True)):
         with scfetch.Loader(path, batch_size=32, block_size=1, fetch_factor=8, **kw) as loader:
             n = 0
