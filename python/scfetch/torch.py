@@ -54,7 +54,9 @@ class SCFetchDataset(IterableDataset):
     (int32 (n, n_obs) codes, when obs columns were asked for), ``obsm``
     ({name: tensor of the rows' obsm/<name>}, when asked for), ``layers``
     ({name: tensor like X, of layers/<name>}, when asked for), ``epoch`` and
-    ``index``.  In-process (num_workers=0) X, row_ids and obs share the
+    ``index``; with obs columns also ``obs_values`` ({column: 1-D tensor,
+    without loss: int32 codes, int64 integers, float64 floats}).
+    In-process (num_workers=0) X, row_ids and obs share the
     engine's buffer (CSR crow_indices excepted: an int32 copy).
     ``obs_categories`` gives the labels of the obs codes.
 
@@ -278,6 +280,8 @@ class SCFetchDataset(IterableDataset):
         item = {"X": b.to_torch(), "row_ids": torch.from_numpy(b.row_ids.view(np.int64))}
         if b.obs is not None:
             item["obs"] = torch.from_numpy(b.obs)
+            # every kind without loss: int32 codes, int64 integers, float64 floats
+            item["obs_values"] = {k: torch.from_numpy(v) for k, v in b.obs_values.items()}
         if b.obsm:
             item["obsm"] = {k: torch.from_numpy(v) for k, v in b.obsm.items()}
         if extra:

@@ -236,3 +236,29 @@ def test_seed_none_is_drawn_once(data):
         SCFetchDataset(data["sparse"], seed=None, rank=1, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         next(iter(SCFetchDataset(data["sparse"], batch_size=0)))
+
+
+def test_items_carry_obs_of_every_kind(tmp_path, data):
+    # float and integer obs columns reach the training loop without loss
+    anndata = pytest.importorskip("anndata")
+    import pandas as pd
+
+    n = data["x"].shape[0]
+    rng = np.random.default_rng(4)
+    obs = pd.DataFrame({"cell_type": pd.Categorical.from_codes(data["codes"], data["labels"]),
+                        "depth": rng.random(n) * 1e5 + 0.123456789,
+                        "n_genes": rng.integers(-2**40, 2**40, n)},
+                       index=[f"c{i}" for i in range(n)])
+    path = str(tmp_path / "obs.h5ad")
+    anndata.AnnData(X=data["x"], obs=obs).write_h5ad(path)
+    ds = SCFetchDataset(path, obs=["cell_type", "depth", "n_genes"], **FAST)
+    seen = 0
+    for item in ds:
+        r = item["row_ids"].numpy()
+        v = item["obs_values"]
+        assert v["depth"].dtype == torch.float64 and v["n_genes"].dtype == torch.int64
+        assert np.array_equal(v["depth"].numpy(), obs["depth"].to_numpy()[r])
+        assert np.array_equal(v["n_genes"].numpy(), obs["n_genes"].to_numpy()[r])
+        assert np.array_equal(v["cell_type"].numpy(), data["codes"][r])
+        seen += len(r)
+    assert seen == n
