@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -772,5 +773,54 @@ Test(engine, chunk_cache_hits_and_rows_equal)
 	check_file(p, NULL, o);
 	o.threads = 1;
 	check_file(p, NULL, o);
+	free(p);
+}
+
+/*
+ * scf_info and scf_stats grow like scf_options: a caller built against an
+ * older header passes a smaller size and gets only the fields it knows (the
+ * rest of its memory untouched); a size below the leading fields is refused.
+ */
+Test(engine, info_and_stats_fill_only_the_callers_size)
+{
+	char *p = write_csr("sized.h5ad", (fx_csr_spec){ .n_rows = 500, .n_cols = 100,
+		.mean_nnz = 10, .index_type = FX_I32, .indptr_type = FX_I64, .seed = 400 });
+	char err[512];
+	scf_loader *l;
+	scf_batch *b;
+	scf_options o = opts(16, 4, 2);
+	cr_assert_eq(scf_open(&l, p, &o, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(scf_next(l, &b), 0);
+	scf_release(l, b);
+
+	scf_stats full = { .size = sizeof(full) }, old;
+	cr_assert_eq(scf_stats_get(l, &full), 0);
+	cr_assert_eq(full.size, sizeof(full));
+	cr_assert_geq(full.batches, 1);
+	memset(&old, 0xab, sizeof(old));
+	old.size = (uint32_t)offsetof(scf_stats, decode_ns); /* the 0.1 fields only */
+	cr_assert_eq(scf_stats_get(l, &old), 0);
+	cr_assert_eq(old.rows, full.rows);
+	cr_assert_eq(old.direct, full.direct);
+	uint64_t fill;
+	memset(&fill, 0xab, sizeof(fill));
+	cr_assert_eq(old.decode_ns, fill, "a field past the caller's size was written");
+	cr_assert_eq(old.bytes_decode_skipped, fill);
+	old.size = 4;
+	cr_assert_eq(scf_stats_get(l, &old), -EINVAL);
+
+	scf_info info, small;
+	memset(&info, 0, sizeof(info));
+	info.size = sizeof(info);
+	cr_assert_eq(scf_info_get(l, &info), 0);
+	cr_assert_eq(info.n_rows, 500);
+	memset(&small, 0xcd, sizeof(small));
+	small.size = (uint32_t)offsetof(scf_info, index_cached);
+	cr_assert_eq(scf_info_get(l, &small), 0);
+	cr_assert_eq(small.n_cols_out, info.n_cols_out);
+	cr_assert_eq(small.index_built, 0xcdcdcdcdu, "index_built is past the caller's size");
+	small.size = 0;
+	cr_assert_eq(scf_info_get(l, &small), -EINVAL);
+	scf_close(l);
 	free(p);
 }
