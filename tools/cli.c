@@ -64,6 +64,7 @@ static void usage(FILE *f)
 	"  --buffered          page cache instead of O_DIRECT\n"
 	"  --partial-inflate   inflate deflate chunks only up to the last byte used\n"
 	"                      (faster for scattered rows; skips their Adler-32 check)\n"
+	"  --chunk-cache MIB   memory for decoded chunks kept across fetches (256; 0: off)\n"
 	"  --dense             dense output\n"
 	"  --seed N            base seed (0)\n"
 	"  --strategy balanced --balance-obs COL [--total-size N]   class-balanced epochs\n"
@@ -417,6 +418,7 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		{ "balance-obs", 1, 0, 'O' }, { "total-size", 1, 0, 'T' },
 		{ "columns", 1, 0, 'C' }, { "rank", 1, 0, 'r' }, { "world-size", 1, 0, 'w' },
 		{ "even-ranks", 0, 0, 'E' }, { "partial-inflate", 0, 0, 'P' },
+		{ "chunk-cache", 1, 0, 'K' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	uint32_t blocks[16] = { 16 }, fetches[16] = { 16 };
 	static int32_t cols[4096];
@@ -486,6 +488,16 @@ static int cmd_bench(int argc, char **argv, const char *path_override)
 		case 't': c.o.threads = (uint32_t)v; break;
 		case 'B': c.o.flags |= SCF_F_BUFFERED; break;
 		case 'P': c.o.flags |= SCF_F_PARTIAL_INFLATE; break;
+		case 'K': {
+			uint64_t mib;
+			if (parse_num(optarg, 0, 1ull << 30, &mib) < 0)
+				return bad_value("chunk-cache", optarg, "expected MiB, a whole number (0: off)");
+			if (mib)
+				c.o.chunk_cache_bytes = mib << 20;
+			else
+				c.o.flags |= SCF_F_NO_CHUNK_CACHE;
+			break;
+		}
 		case 'D': c.o.output = SCF_OUTPUT_DENSE; break;
 		case 'S': c.o.seed = v; break;
 		case 'R': c.o.max_read = (uint32_t)v << 10; break;
