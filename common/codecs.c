@@ -677,7 +677,8 @@ int scf__filter_decode_prefix(scf__filter_ctx *c, const scf__filter *pipeline,
                               const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
                               size_t want, size_t *made, char *err, size_t errlen)
 {
-	if (want < out_len && in_len <= UINT32_MAX && deflate_only(pipeline, n_filters, filter_mask)) {
+	if (want < out_len && in_len <= UINT32_MAX && want <= UINT32_MAX &&
+	    deflate_only(pipeline, n_filters, filter_mask)) {
 		int rc = inflate_prefix(c, in, in_len, out, want, err, errlen);
 		*made = rc < 0 ? 0 : want;
 		return rc;
