@@ -868,3 +868,56 @@ Test(filters, size_mismatch)
 	free(src);
 	scf__filter_ctx_free(c);
 }
+
+/*
+ * The prefix decode behind partial inflate: a deflate-only chunk yields
+ * exactly its first `want` bytes (the oracle is the source the stream was
+ * compressed from, by libdeflate's compressor); a truncated or
+ * damaged stream is an error with a message; any other pipeline, or a want
+ * of the whole chunk, is decoded whole.
+ */
+Test(filters, prefix_decode)
+{
+	scf__filter_ctx *c = scf__filter_ctx_new();
+	uint8_t *src = make_data(T_F32, 20000, 5), *out = malloc(80000);
+	size_t len, made;
+	char err[300];
+	scf__filter dfl = { .id = 1 }, pair[2] = { { .id = 2, .n_cd = 1, .cd = { 4 } }, { .id = 1 } };
+
+	uint8_t *z = deflate_stream(src, 80000, 6, &len);
+	const size_t wants[] = { 1, 4, 4096, 39999, 79999 };
+	for (size_t i = 0; i < sizeof(wants) / sizeof(wants[0]); i++) {
+		memset(out, 0xee, 80000);
+		cr_assert_eq(scf__filter_decode_prefix(c, &dfl, 1, 0, 4, z, len, out, 80000, wants[i],
+		                                       &made, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(made, wants[i]);
+		cr_assert_eq(memcmp(out, src, wants[i]), 0, "prefix of %zu bytes", wants[i]);
+	}
+	cr_assert_eq(scf__filter_decode_prefix(c, &dfl, 1, 0, 4, z, len, out, 80000, 80000, &made,
+	                                       err, sizeof(err)), 0);
+	cr_assert_eq(made, 80000, "the whole chunk: the checked path");
+	/* cut the stream before the bytes asked for */
+	cr_assert_eq(scf__filter_decode_prefix(c, &dfl, 1, 0, 4, z, len / 4, out, 80000, 79000,
+	                                       &made, err, sizeof(err)), SCF_E_CORRUPT);
+	cr_assert(strstr(err, "deflate"), "message: %s", err);
+	/* a damaged zlib header */
+	z[0] ^= 0xff;
+	cr_assert_eq(scf__filter_decode_prefix(c, &dfl, 1, 0, 4, z, len, out, 80000, 100, &made,
+	                                       err, sizeof(err)), SCF_E_CORRUPT);
+	free(z);
+	/* shuffle + deflate: the prefix needs the whole chunk */
+	uint8_t *sh = malloc(80000);
+	for (size_t i = 0; i < 20000; i++)
+		for (size_t b = 0; b < 4; b++)
+			sh[b * 20000 + i] = src[i * 4 + b];
+	z = deflate_stream(sh, 80000, 6, &len);
+	cr_assert_eq(scf__filter_decode_prefix(c, pair, 2, 0, 4, z, len, out, 80000, 100, &made,
+	                                       err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(made, 80000);
+	cr_assert_eq(memcmp(out, src, 80000), 0);
+	free(z);
+	free(sh);
+	free(out);
+	free(src);
+	scf__filter_ctx_free(c);
+}
