@@ -1,5 +1,6 @@
 /*
- * common/checked — overflow-checked allocation and path-shortening messages.
+ * common/checked — overflow-checked allocation, path-shortening messages and
+ * the copy into a caller-sized struct.
  */
 #include "common/checked.h"
 
@@ -23,6 +24,17 @@ void *scf__calloc_array(uint64_t n, size_t size)
 	if (scf__mul_overflows(n ? n : 1, size ? size : 1, &bytes) || bytes > SIZE_MAX / 2)
 		return NULL;
 	return calloc((size_t)(n ? n : 1), size ? size : 1);
+}
+
+void scf__copy_sized(void *out, const void *ours, size_t len)
+{
+	uint32_t size;
+
+	memcpy(&size, out, sizeof(size));
+	size_t n = size < len ? size : len;
+	if (n > sizeof(size))
+		memcpy((char *)out + sizeof(size), (const char *)ours + sizeof(size),
+		       n - sizeof(size));
 }
 
 void scf__path_msg(char *err, size_t errlen, const char *path, const char *what)

@@ -39,4 +39,12 @@ void *scf__calloc_array(uint64_t n, size_t size);
  */
 void scf__path_msg(char *err, size_t errlen, const char *path, const char *what);
 
+/*
+ * Fill a caller's versioned struct (scf_info, scf_stats, scf_description:
+ * a leading uint32_t size, fields only ever added at the end) from ours of
+ * `len` bytes: the fields both know, never past the caller's size, which is
+ * kept.  The caller checked that size against its struct's first version.
+ */
+void scf__copy_sized(void *out, const void *ours, size_t len);
+
 #endif

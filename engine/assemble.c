@@ -9,18 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "common/checked.h"
+#include "common/clock.h"
 #include "common/faults.h" /* last: may wrap malloc in test builds */
 
 #define NOT_DELIVERED UINT32_MAX
-
-static uint64_t clock_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 /* Widen the cache's shape to hold the filtered chunks of ds. */
 static void cache_fit(scf__chunk_cache *c, const scf__dset *ds)
@@ -245,7 +238,7 @@ static const uint8_t *decoded_chunk(asm_ctx *a, uint32_t zc)
 	else
 		c->ids[way] = UINT64_MAX;
 	why[0] = '\0';
-	uint64_t t0 = clock_ns();
+	uint64_t t0 = scf__now_ns();
 	if (scf__filter_decode_prefix(a->sc->fctx, ds->filter, ds->n_filters, z->filter_mask,
 	                              ds->type.size, a->staging + z->x.staging_off, z->x.nbytes,
 	                              out, full, want, &made, why, sizeof(why)) < 0) {
@@ -256,7 +249,7 @@ static const uint8_t *decoded_chunk(asm_ctx *a, uint32_t zc)
 		         (unsigned long long)z->x.nbytes, (unsigned long long)z->x.file_off, why);
 		return NULL;
 	}
-	a->sc->work.decode_ns += clock_ns() - t0;
+	a->sc->work.decode_ns += scf__now_ns() - t0;
 	a->sc->work.bytes_decoded += made;
 	a->sc->work.bytes_decode_skipped += full - made;
 	a->sc->work.chunks_decoded++;
@@ -626,7 +619,7 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 	asm_ctx a = { .cfg = cfg, .fs = cfg->fs, .p = p, .staging = staging, .sc = sc, .err = err,
 	              .errlen = errlen };
 
-	uint64_t t0 = clock_ns(), d0 = sc->work.decode_ns;
+	uint64_t t0 = scf__now_ns(), d0 = sc->work.decode_ns;
 	sc->work.chunk_cache_hits += p->n_cached;
 	err[0] = '\0';
 	place_rows(cfg, p, o, sc);
@@ -639,6 +632,6 @@ int scf__assemble(const scf__asm_cfg *cfg, const scf__plan *p, const scf__fetch_
 		compact_rows(o->n_deliver, sc->out_off, sc->row_len, indices, data);
 	fill_obs(cfg, o, (int32_t *)(arena + L.obs), (int64_t *)(arena + L.obs_values));
 	*n_batch = fill_batches(cfg, o, &L, arena, sc->out_off, batch);
-	sc->work.assemble_ns += clock_ns() - t0 - (sc->work.decode_ns - d0);
+	sc->work.assemble_ns += scf__now_ns() - t0 - (sc->work.decode_ns - d0);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/checked.h"
 #include "formats/contents.h"
 #include "formats/h5ad.h"
 #include "formats/h5check.h"
@@ -161,8 +162,7 @@ int scf_describe(const char *path, const char *matrix, scf_description *out, cha
 			snprintf(errbuf, errlen, "%s: out of memory listing its contents", path);
 	}
 	/* A caller built against an older header gets the fields it knows. */
-	d.size = out->size;
-	memcpy(out, &d, out->size < sizeof(d) ? out->size : sizeof(d));
+	scf__copy_sized(out, &d, sizeof(d));
 	return rc;
 }
 

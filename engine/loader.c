@@ -496,9 +496,10 @@ static int init_zcache(scf_loader *l)
 			uint64_t b = scf__chunk_bytes(ds[k]);
 			if (!min_chunk || b < min_chunk)
 				min_chunk = b;
-			uint64_t n = ds[k]->chunks.n; /* saturate: the sum only compares */
-			uint64_t add = n && b > UINT64_MAX / n ? UINT64_MAX : b * n;
-			all = add > UINT64_MAX - all ? UINT64_MAX : all + add;
+			uint64_t add; /* saturate: the sum is only compared with the budget */
+			if (scf__mul_overflows(b, ds[k]->chunks.n, &add) ||
+			    scf__add_overflows(all, add, &all))
+				all = UINT64_MAX;
 		}
 	}
 	if (budget && all && budget >= all)
@@ -785,16 +786,15 @@ int scf_split(uint64_t n, uint64_t seed, const double *fractions, uint32_t n_par
 	return 0;
 }
 
-/* Copy the first min(caller's size, ours) bytes: callers built against an
- * older header pass a smaller struct, newer ones a larger (zeroed) one. */
+/* Callers built against an older header pass a smaller struct, newer ones a
+ * larger (zeroed) one; below the two leading fields it is no struct of ours. */
 static int copy_sized(void *out, const void *full, size_t ours)
 {
 	uint32_t want;
 	memcpy(&want, out, sizeof(want));
 	if (want < 2 * sizeof(uint32_t))
 		return -EINVAL;
-	size_t n = want < ours ? want : ours;
-	memcpy((char *)out + sizeof(want), (const char *)full + sizeof(want), n - sizeof(want));
+	scf__copy_sized(out, full, ours);
 	return 0;
 }
 
@@ -873,25 +873,22 @@ const char *scf_index_note(const scf_loader *l, uint32_t file)
 	return m->idx.note ? m->idx.note : "";
 }
 
-/* The options scf_index_build() reads: matrix and index_dir. */
-static int index_build_options(const scf_options *opts, const char **key, scf__idxcfg *ix,
+/*
+ * The options scf_index_build() reads, matrix and index_dir, checked as
+ * scf_open() checks them (sizes of older callers included).
+ */
+static int index_build_options(const scf_options *opts, scf_options *o, scf__idxcfg *ix,
                                char *errbuf, size_t errlen, const char *path)
 {
-	*key = "X";
-	*ix = (scf__idxcfg){ .use = 1 };
-	if (!opts)
-		return 0;
-	if (opts->size < offsetof(scf_options, allocator) + sizeof(scf_allocator) ||
-	    opts->size > sizeof(*opts))
-		return bad_option(errbuf, errlen, path, "size = %u; set it to sizeof(scf_options)",
-		                  opts->size);
-	if (opts->flags & SCF_F_NO_INDEX_CACHE)
+	int counted;
+	int rc = resolve_options(o, opts, path, &counted, errbuf, errlen);
+
+	if (rc < 0)
+		return rc;
+	if (o->flags & SCF_F_NO_INDEX_CACHE)
 		return bad_option(errbuf, errlen, path, "SCF_F_NO_INDEX_CACHE asks for no index "
 		                  "cache, and scf_index_build() writes one");
-	if (opts->matrix)
-		*key = opts->matrix;
-	if (opts->size >= offsetof(scf_options, index_dir) + sizeof(opts->index_dir))
-		ix->dir = opts->index_dir;
+	*ix = (scf__idxcfg){ .use = 1, .dir = o->index_dir };
 	return 0;
 }
 
@@ -900,6 +897,7 @@ int scf_index_build(const char *path, const scf_options *opts, char *where, size
 {
 	char scratch[8];
 	const char *key;
+	scf_options o;
 	scf__idxcfg ix;
 	scf__matrix *m;
 	int rc;
@@ -915,9 +913,10 @@ int scf_index_build(const char *path, const scf_options *opts, char *where, size
 		snprintf(errbuf, errlen, "invalid arguments: path is NULL");
 		return -EINVAL;
 	}
-	rc = index_build_options(opts, &key, &ix, errbuf, errlen, path);
+	rc = index_build_options(opts, &o, &ix, errbuf, errlen, path);
 	if (rc < 0)
 		return rc;
+	key = o.matrix;
 	if (!(m = malloc(sizeof(*m)))) {
 		snprintf(errbuf, errlen, "%s: out of memory", path);
 		return -ENOMEM;

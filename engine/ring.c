@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "engine/pinned.h"
 #include "common/faults.h" /* last: may wrap malloc in test builds */
 
@@ -217,13 +217,6 @@ void scf__ring_ready(scf__ring *r, scf__slot *s, const scf_stats *work)
 	pthread_mutex_unlock(&r->mu);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static scf__slot *find_seq(scf__ring *r, uint64_t seq)
 {
 	for (unsigned i = 0; i < r->n_slots; i++) {
@@ -304,11 +297,11 @@ int scf__ring_next(scf__ring *r, scf_batch **out, const char *name, const char *
 			break;
 		}
 		if (!t0)
-			t0 = now_ns();
+			t0 = scf__now_ns();
 		pthread_cond_wait(&r->cv_ready, &r->mu);
 	}
 	if (t0) {
-		uint64_t w = now_ns() - t0;
+		uint64_t w = scf__now_ns() - t0;
 		r->st.wait_ns += w;
 		if (w > r->st.max_wait_ns)
 			r->st.max_wait_ns = w;
