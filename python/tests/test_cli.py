@@ -30,11 +30,21 @@ def cli(*args):
     (["--batch", "64.5"], "--batch 64.5: expected a positive whole number"),
     (["--epochs", "0"], "--epochs 0: expected a positive whole number"),
     (["--strategy", "balanced"], "--strategy balanced needs --balance-obs"),
+    (["--chunk-cache", "x"], "--chunk-cache x: expected MiB, a whole number (0: off)"),
+    (["--chunk-cache", "-1"], "--chunk-cache -1: expected MiB"),
 ])
 def test_bench_names_the_bad_option(data, args, says):
     r = cli("bench", data["sparse"], *args)
     assert r.returncode == 2 and says in r.stderr, r.stderr
     assert "usage:" not in r.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "257", "x", "-2"])
+def test_repack_names_a_bad_thread_count(data, tmp_path, value):
+    r = cli("repack", data["sparse"], tmp_path / "out.h5ad", "--threads", value)
+    assert r.returncode == 2, r.stderr
+    assert f"--threads {value}: expected a whole number 1..256" in r.stderr, r.stderr
+    assert not (tmp_path / "out.h5ad").exists()
 
 
 def test_bench_reports_its_strategy_and_each_epoch(data):
