@@ -1,5 +1,6 @@
 /*
- * perf/bench_filters — decode speed of engine/filters on one core, in MB/s
+ * perf/internal/bench_filters — decode speed of common/codecs (internal: it
+ * calls the decoders directly, not through the public API) on one core, in MB/s
  * of decoded output, for chunks shaped like single-cell data: float32
  * counts (mostly ones and twos) and int32 sorted column indices, 64K
  * elements each, compressed here with libdeflate (level 4, as h5py's gzip
